@@ -1,0 +1,25 @@
+"""Build the Cython hot path (src/fastgw/*.pyx) with the C helpers from csrc/."""
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-unused-function"]
+
+extensions = [
+    Extension("fastgw._loop", ["src/fastgw/_loop.pyx"], include_dirs=["csrc"],
+              extra_compile_args=CFLAGS),
+    Extension("fastgw._http", ["src/fastgw/_http.pyx", "csrc/httpdate.c"],
+              include_dirs=["csrc"], extra_compile_args=CFLAGS),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "initializedcheck": False,
+            "cdivision": True,
+        },
+    ),
+)

@@ -1,0 +1,878 @@
+# HTTP/1.1 (RFC 9112) on a Connection: request heads in, response heads out.
+#
+# Strategy: a head is parsed only once it is complete (memchr finds the empty
+# line, resuming where the last scan stopped), in one pass of C over the bytes,
+# and becomes a Request whose strings are made once. Framing decisions are taken
+# from a few headers recognised on the way (Content-Length, Transfer-Encoding,
+# Connection, Expect, Host); anything that cannot be framed safely is refused with
+# HttpError before the application sees it. The body is an HttpBody reading
+# straight out of the connection buffer, length-delimited or chunked. The protocol
+# object is also the responder the handler writes its response to: send_head(),
+# write(), send_file(), finish(); bytes are queued and go out in one sendmsg at
+# the end of the batch, so head and body of a small response share a syscall.
+# Line endings: CRLF, or a bare LF (RFC 9112 section 2.2 allows it, as nginx and
+# h11 do); a CR anywhere else is rejected.
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.stdlib cimport malloc, free
+from libc.string cimport memchr, memcpy, memcmp
+from libc.stdio cimport snprintf
+
+from fastgw._loop cimport Connection, Protocol, Request
+
+import logging
+
+from fastgw.errors import ClientDisconnected, HttpError
+
+log = logging.getLogger("fastgw.error")
+
+cdef extern from "httpdate.h":
+    const char *fastgw_http_date()
+    int FASTGW_HTTP_DATE_LEN
+
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object)
+    void *PyUnicode_DATA(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    int PyUnicode_1BYTE_KIND
+    bint PyUnicode_Check(object)
+    bint PyTuple_Check(object)
+
+
+cdef enum:
+    MAX_REQUEST_LINE = 8190
+    MAX_HEAD = 65536
+    MAX_HEADERS = 100
+    MAX_CHUNK_LINE = 4096
+    MAX_TRAILERS = 8192
+    DRAIN_LIMIT = 262144
+    FLUSH_THRESHOLD = 65536
+
+cdef enum ChunkState:
+    CHUNK_SIZE
+    CHUNK_DATA
+    CHUNK_DATA_END
+    CHUNK_TRAILER
+
+cdef class HttpProtocol
+
+
+cdef unsigned char TCHAR[256]
+cdef unsigned char HEXVAL[256]
+
+
+cdef void init_tables():
+    cdef int c
+    cdef bytes extra = b"!#$%&'*+-.^_`|~"
+    for c in range(256):
+        TCHAR[c] = 0
+        HEXVAL[c] = 255
+    for c in range(ord('0'), ord('9') + 1):
+        TCHAR[c] = 1
+        HEXVAL[c] = c - ord('0')
+    for c in range(ord('a'), ord('z') + 1):
+        TCHAR[c] = 1
+    for c in range(ord('A'), ord('Z') + 1):
+        TCHAR[c] = 1
+    for c in range(6):
+        HEXVAL[ord('a') + c] = 10 + c
+        HEXVAL[ord('A') + c] = 10 + c
+    for c in extra:
+        TCHAR[c] = 1
+
+
+init_tables()
+
+cdef str HTTP11 = "HTTP/1.1"
+cdef str HTTP10 = "HTTP/1.0"
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes CRLF = b"\r\n"
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+cdef dict METHODS = {m.encode(): m for m in
+                     ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+           414: "URI Too Long", 417: "Expectation Failed",
+           431: "Request Header Fields Too Large", 501: "Not Implemented",
+           505: "HTTP Version Not Supported"}
+
+
+cdef inline bint name_is(const char *p, Py_ssize_t n, const char *lower, Py_ssize_t ln):
+    """Case-insensitive match of a token against a lowercase literal (tokens hold no CR)."""
+    cdef Py_ssize_t i
+    if n != ln:
+        return False
+    for i in range(n):
+        if (<unsigned char>p[i] | 0x20) != <unsigned char>lower[i]:
+            return False
+    return True
+
+
+cdef inline bint is_ows(char c):
+    return c == b' ' or c == b'\t'
+
+
+cdef str decode_path(const char *p, Py_ssize_t n):
+    """Percent-decode a path into a latin-1 str (PEP 3333); a stray '%' stays as it is."""
+    cdef char *out
+    cdef Py_ssize_t i = 0, j = 0
+    cdef unsigned char h, l
+    if memchr(p, b'%', n) == NULL:
+        return PyUnicode_DecodeLatin1(p, n, NULL)
+    out = <char *>malloc(n)
+    if out == NULL:
+        raise MemoryError()
+    try:
+        while i < n:
+            if p[i] == b'%' and i + 2 < n:
+                h = HEXVAL[<unsigned char>p[i + 1]]
+                l = HEXVAL[<unsigned char>p[i + 2]]
+                if h != 255 and l != 255:
+                    out[j] = <char>(h * 16 + l)
+                    j += 1
+                    i += 3
+                    continue
+            out[j] = p[i]
+            j += 1
+            i += 1
+        return PyUnicode_DecodeLatin1(out, j, NULL)
+    finally:
+        free(out)
+
+
+cdef Py_ssize_t str_len(object s, str what) except -1:
+    """Length of a str that must be latin-1 (one byte per character) on the wire."""
+    if not PyUnicode_Check(s):
+        raise TypeError(f"{what} must be str, not {type(s).__name__}: {s!r}")
+    if PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND:
+        raise ValueError(f"{what} is not latin-1 encodable: {s!r}")
+    return PyUnicode_GET_LENGTH(s)
+
+
+cdef char *put(char *w, const char *src, Py_ssize_t n):
+    memcpy(w, src, n)
+    return w + n
+
+
+cdef class HttpBody:
+    """wsgi.input for an HTTP request: reads the body from the connection as it arrives."""
+
+    cdef HttpProtocol proto
+    cdef Connection conn
+    cdef bint chunked
+    cdef readonly bint done
+    cdef Py_ssize_t remaining
+    cdef ChunkState cstate
+    cdef bint started
+    cdef Py_ssize_t trailer_bytes
+
+    cdef Py_ssize_t available(self) except -1:
+        """Bytes of body data ready in the buffer (waiting for some if needed); 0 at the end."""
+        cdef Connection conn = self.conn
+        cdef Py_ssize_t avail
+        if not self.started:
+            self.started = True
+            self.proto.send_continue()
+        while not self.done:
+            if self.chunked and self.cstate != CHUNK_DATA:
+                if not self.parse_framing():
+                    conn.fill_blocking()
+                continue
+            if self.remaining == 0:
+                if self.chunked:
+                    self.cstate = CHUNK_DATA_END
+                    continue
+                self.done = True
+                break
+            avail = conn.rend - conn.rstart
+            if avail == 0:
+                conn.fill_blocking()
+                continue
+            return avail if avail < self.remaining else self.remaining
+        return 0
+
+    cdef bint parse_framing(self) except -1:
+        """Consume chunk framing from the buffer; False if more bytes are needed."""
+        cdef Connection conn = self.conn
+        cdef const char *p = conn.rbuf + conn.rstart
+        cdef Py_ssize_t avail = conn.rend - conn.rstart
+        cdef const char *nl
+        cdef Py_ssize_t line_len, i, size, digits
+        if self.cstate == CHUNK_DATA_END:
+            if avail == 0:
+                return False
+            if p[0] == b'\n':
+                conn.rstart += 1
+            elif p[0] == b'\r':
+                if avail < 2:
+                    return False
+                if p[1] != b'\n':
+                    self.fail(f"chunk data not followed by CRLF: {p[:2]!r}")
+                conn.rstart += 2
+            else:
+                self.fail(f"chunk data longer than its size: {p[:min(avail, 16)]!r}")
+            self.cstate = CHUNK_SIZE
+            return True
+        nl = <const char *>memchr(p, b'\n', avail)
+        if nl == NULL:
+            if self.cstate == CHUNK_SIZE and avail > MAX_CHUNK_LINE:
+                self.fail("chunk size line too long")
+            if self.cstate == CHUNK_TRAILER and self.trailer_bytes + avail > MAX_TRAILERS:
+                self.fail("trailer section too long")
+            return False
+        line_len = nl - p
+        if line_len > 0 and p[line_len - 1] == b'\r':
+            line_len -= 1
+        if self.cstate == CHUNK_SIZE:
+            size = 0
+            digits = 0
+            i = 0
+            while i < line_len and HEXVAL[<unsigned char>p[i]] != 255:
+                size = size * 16 + HEXVAL[<unsigned char>p[i]]
+                digits += 1
+                i += 1
+            if digits == 0 or digits > 15:
+                self.fail(f"invalid chunk size line: {p[:line_len]!r}")
+            while i < line_len and is_ows(p[i]):
+                i += 1
+            if i < line_len:
+                if p[i] != b';':
+                    self.fail(f"invalid chunk size line: {p[:line_len]!r}")
+                while i < line_len:
+                    if (<unsigned char>p[i] < 0x20 and p[i] != b'\t') or <unsigned char>p[i] == 0x7f:
+                        self.fail(f"invalid character in chunk extension: {p[:line_len]!r}")
+                    i += 1
+            conn.rstart += (nl - p) + 1
+            self.remaining = size
+            self.cstate = CHUNK_TRAILER if size == 0 else CHUNK_DATA
+            return True
+        # CHUNK_TRAILER: field lines up to an empty line; PEP 3333 has no place for them.
+        self.trailer_bytes += (nl - p) + 1
+        if self.trailer_bytes > MAX_TRAILERS:
+            self.fail("trailer section too long")
+        for i in range(line_len):
+            if p[i] == b'\r' or p[i] == 0:
+                self.fail(f"invalid trailer line: {p[:line_len]!r}")
+        if line_len > 0 and memchr(p, b':', line_len) == NULL:
+            self.fail(f"invalid trailer line: {p[:line_len]!r}")
+        conn.rstart += (nl - p) + 1
+        if line_len == 0:
+            self.done = True
+        return True
+
+    cdef int fail(self, str message) except -1:
+        self.proto.keep_alive = False
+        raise HttpError(400, message)
+
+    cdef bytes take(self, Py_ssize_t n):
+        cdef Connection conn = self.conn
+        cdef bytes data = PyBytes_FromStringAndSize(conn.rbuf + conn.rstart, n)
+        conn.rstart += n
+        self.remaining -= n
+        if self.remaining == 0 and not self.chunked:
+            self.done = True
+        return data
+
+    def read(self, size=-1):
+        cdef Py_ssize_t want, avail
+        cdef list parts = []
+        if size is None or size < 0:
+            while True:
+                avail = self.available()
+                if avail == 0:
+                    break
+                parts.append(self.take(avail))
+            return b"".join(parts)
+        want = size
+        while want > 0:
+            avail = self.available()
+            if avail == 0:
+                break
+            parts.append(self.take(avail if avail < want else want))
+            want -= len(parts[-1])
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def readline(self, size=-1):
+        cdef Py_ssize_t limit, avail, n
+        cdef Py_ssize_t total = 0
+        cdef list parts = []
+        cdef const char *p
+        cdef const char *nl
+        if size is None:
+            size = -1
+        while size < 0 or total < size:
+            avail = self.available()
+            if avail == 0:
+                break
+            limit = avail if size < 0 or avail < size - total else size - total
+            p = self.conn.rbuf + self.conn.rstart
+            nl = <const char *>memchr(p, b'\n', limit)
+            n = (nl - p) + 1 if nl != NULL else limit
+            parts.append(self.take(n))
+            total += n
+            if nl != NULL:
+                break
+        return b"".join(parts)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    cdef bint drain(self, Py_ssize_t limit) except -1:
+        """Discard the unread rest of the body if it is small; True if it was all read."""
+        cdef Py_ssize_t avail, total = 0
+        if not self.chunked and self.remaining > limit:
+            return False
+        while total <= limit:
+            avail = self.available()
+            if avail == 0:
+                return True
+            self.conn.rstart += avail
+            self.remaining -= avail
+            total += avail
+            if self.remaining == 0 and not self.chunked:
+                self.done = True
+        return False
+
+
+cdef class EmptyBody(HttpBody):
+    """wsgi.input of a request without a body."""
+
+    def __cinit__(self):
+        self.done = True
+
+    cdef Py_ssize_t available(self) except -1:
+        return 0
+
+
+cdef HttpBody EMPTY_BODY = EmptyBody()
+
+
+cdef class HttpProtocol(Protocol):
+    """HTTP/1.1 server side of one connection, and the responder for its requests."""
+
+    cdef object handler
+    cdef Py_ssize_t scan_pos
+    cdef bint busy
+    cdef Request req
+    cdef HttpBody body
+    cdef int version
+    cdef bint keep_alive
+    cdef bint head_request
+    cdef bint expect_continue
+    cdef bint continue_sent
+    cdef bint _head_sent
+    cdef bint chunked
+    cdef bint body_allowed
+    cdef bint finished
+    cdef Py_ssize_t expected
+    cdef Py_ssize_t sent
+    cdef readonly int status_code
+
+    def __cinit__(self, handler):
+        self.handler = handler
+
+    cdef bint is_idle(self):
+        return not self.busy and self.conn.rend == self.conn.rstart
+
+    cdef void write_drained(self) except *:
+        self.data_received()
+
+    cdef void eof_received(self) except *:
+        self.conn.close()
+
+    cdef void data_received(self) except *:
+        cdef Connection conn = self.conn
+        if self.busy:
+            return
+        while not conn.closed and not conn.paused and not conn.want_close:
+            while conn.rstart < conn.rend and (conn.rbuf[conn.rstart] == b'\r'
+                                               or conn.rbuf[conn.rstart] == b'\n'):
+                conn.rstart += 1
+                self.scan_pos = 0
+            if conn.rstart == conn.rend:
+                break
+            try:
+                if not self.parse_head():
+                    break
+            except HttpError as e:
+                self.reject(e.status, str(e))
+                return
+            self.run_request()
+            if not conn.closed and conn.out_bytes >= FLUSH_THRESHOLD:
+                if not self.flush_or_close():
+                    return
+        if not conn.closed and conn.out_bytes:
+            self.flush_or_close()
+
+    cdef bint flush_or_close(self) except -1:
+        """Flush; pause reading if the client is not taking the output. False if closed/paused."""
+        try:
+            if self.conn.flush(0):
+                return True
+            self.conn.paused = True
+        except ClientDisconnected:
+            self.conn.close()
+        return False
+
+    cdef void reject(self, int status, str message) except *:
+        cdef str text = f"{status} {REASONS.get(status, 'Error')}: {message}\n"
+        cdef bytes body = text.encode("latin-1", "backslashreplace")
+        log.info("refused request from %s: %s %s", self.conn.peer, status, message)
+        if self._head_sent:
+            self.conn.close()
+            return
+        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nServer: fastgw\r\n"
+                f"Date: {fastgw_http_date()[:FASTGW_HTTP_DATE_LEN].decode()}\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n")
+        self.conn.queue(head.encode("latin-1"))
+        self.conn.queue(body)
+        self.conn.close_after_flush()
+
+    cdef int parse_head(self) except -1:
+        """Parse one complete request head at the buffer start; 0 if it is not all here yet."""
+        cdef Connection conn = self.conn
+        cdef const char *buf = conn.rbuf + conn.rstart
+        cdef Py_ssize_t n = conn.rend - conn.rstart
+        cdef Py_ssize_t end = self.find_head_end(buf, n)
+        cdef const char *nl
+        cdef Py_ssize_t i, le, m_end, t_start, t_end, v_start, pos, line_end, name_end
+        cdef Py_ssize_t val_start, val_end, j, p_start, q, nlen
+        cdef Py_ssize_t content_length = -1, cl
+        cdef int host_count = 0, nheaders = 0, major, minor
+        cdef bint te_seen = False, chunked = False, conn_close = False, conn_keep = False
+        cdef bint expect = False
+        cdef unsigned char c
+        cdef list headers
+        cdef Request req
+        cdef str name, value
+        if end == 0:
+            nl = <const char *>memchr(buf, b'\n', n if n < MAX_REQUEST_LINE + 2 else MAX_REQUEST_LINE + 2)
+            if nl == NULL and n > MAX_REQUEST_LINE:
+                raise HttpError(414, f"request line longer than {MAX_REQUEST_LINE} bytes")
+            if n > MAX_HEAD:
+                raise HttpError(431, f"request head longer than {MAX_HEAD} bytes")
+            return 0
+        if end > MAX_HEAD:
+            raise HttpError(431, f"request head longer than {MAX_HEAD} bytes")
+
+        # Request line: method SP request-target SP HTTP-version
+        le = <const char *>memchr(buf, b'\n', end) - buf
+        if le > MAX_REQUEST_LINE:
+            raise HttpError(414, f"request line longer than {MAX_REQUEST_LINE} bytes")
+        line_end = le - 1 if le > 0 and buf[le - 1] == b'\r' else le
+        i = 0
+        while i < line_end and TCHAR[<unsigned char>buf[i]]:
+            i += 1
+        m_end = i
+        if m_end == 0 or i >= line_end or buf[i] != b' ':
+            raise HttpError(400, f"invalid request line: {buf[:min(line_end, 100)]!r}")
+        i += 1
+        t_start = i
+        while i < line_end and <unsigned char>buf[i] > 0x20 and <unsigned char>buf[i] != 0x7f:
+            i += 1
+        t_end = i
+        if t_end == t_start or i >= line_end or buf[i] != b' ':
+            raise HttpError(400, f"invalid request line: {buf[:min(line_end, 100)]!r}")
+        v_start = i + 1
+        if (line_end - v_start != 8 or memcmp(buf + v_start, b"HTTP/", 5) != 0
+                or HEXVAL[<unsigned char>buf[v_start + 5]] > 9 or buf[v_start + 6] != b'.'
+                or HEXVAL[<unsigned char>buf[v_start + 7]] > 9):
+            raise HttpError(400, f"invalid HTTP version: {buf[v_start:line_end][:20]!r}")
+        major = buf[v_start + 5] - c'0'
+        minor = buf[v_start + 7] - c'0'
+        if major != 1:
+            raise HttpError(505, f"HTTP/{major}.{minor} is not supported; use HTTP/1.1")
+        self.version = 10 if minor == 0 else 11
+
+        # Header fields
+        headers = []
+        pos = le + 1
+        while pos < end:
+            le = <const char *>memchr(buf + pos, b'\n', end - pos) - buf
+            line_end = le - 1 if le > pos and buf[le - 1] == b'\r' else le
+            if line_end == pos:
+                break
+            if is_ows(buf[pos]):
+                raise HttpError(400, f"obsolete line folding in header: {buf[pos:line_end][:100]!r}")
+            i = pos
+            while i < line_end and TCHAR[<unsigned char>buf[i]]:
+                i += 1
+            name_end = i
+            if name_end == pos or i >= line_end or buf[i] != b':':
+                raise HttpError(400, f"invalid header line: {buf[pos:line_end][:100]!r}")
+            i += 1
+            while i < line_end and is_ows(buf[i]):
+                i += 1
+            val_start = i
+            val_end = line_end
+            while val_end > val_start and is_ows(buf[val_end - 1]):
+                val_end -= 1
+            for j in range(val_start, val_end):
+                c = <unsigned char>buf[j]
+                if (c < 0x20 and c != 0x09) or c == 0x7f:
+                    raise HttpError(400, f"invalid character {bytes([c])!r} in header "
+                                         f"{buf[pos:name_end]!r}")
+            nheaders += 1
+            if nheaders > MAX_HEADERS:
+                raise HttpError(431, f"more than {MAX_HEADERS} header fields")
+            name = PyUnicode_DecodeLatin1(buf + pos, name_end - pos, NULL)
+            value = PyUnicode_DecodeLatin1(buf + val_start, val_end - val_start, NULL)
+            headers.append((name, value))
+            nlen = name_end - pos
+            if name_is(buf + pos, nlen, b"host", 4):
+                host_count += 1
+            elif name_is(buf + pos, nlen, b"content-length", 14):
+                cl = 0
+                if val_end == val_start or val_end - val_start > 18:
+                    raise HttpError(400, f"invalid Content-Length: {buf[val_start:val_end][:40]!r}")
+                for j in range(val_start, val_end):
+                    if not c'0' <= buf[j] <= c'9':
+                        raise HttpError(400, f"invalid Content-Length: {buf[val_start:val_end][:40]!r}")
+                    cl = cl * 10 + (buf[j] - c'0')
+                if content_length >= 0 and cl != content_length:
+                    raise HttpError(400, "several different Content-Length values")
+                content_length = cl
+            elif name_is(buf + pos, nlen, b"transfer-encoding", 17):
+                if te_seen or not name_is(buf + val_start, val_end - val_start, b"chunked", 7):
+                    self.check_transfer_coding(value, te_seen)
+                te_seen = True
+                chunked = True
+            elif name_is(buf + pos, nlen, b"connection", 10):
+                for token in value.split(","):
+                    token = token.strip().lower()
+                    if token == "close":
+                        conn_close = True
+                    elif token == "keep-alive":
+                        conn_keep = True
+            elif name_is(buf + pos, nlen, b"expect", 6):
+                if name_is(buf + val_start, val_end - val_start, b"100-continue", 12):
+                    expect = True
+                elif self.version == 11:
+                    raise HttpError(417, f"unsupported expectation: {value!r}")
+            pos = le + 1
+
+        if te_seen and content_length >= 0:
+            raise HttpError(400, "both Transfer-Encoding and Content-Length in one request")
+        if te_seen and self.version == 10:
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if host_count > 1 or (self.version == 11 and host_count == 0):
+            raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
+
+        req = Request.__new__(Request)
+        req.method = METHODS.get(buf[:m_end]) or PyUnicode_DecodeLatin1(buf, m_end, NULL)
+        req.target = PyUnicode_DecodeLatin1(buf + t_start, t_end - t_start, NULL)
+        p_start = t_start
+        if buf[t_start] != b'/':
+            if t_end - t_start == 1 and buf[t_start] == b'*':
+                p_start = -1
+            else:
+                p_start = self.absolute_path_start(buf, t_start, t_end)
+        if p_start < 0:
+            req.path = "*"
+            req.query = ""
+        else:
+            q = p_start
+            while q < t_end and buf[q] != b'?':
+                q += 1
+            req.path = decode_path(buf + p_start, q - p_start) if q > p_start else "/"
+            req.query = PyUnicode_DecodeLatin1(buf + q + 1, t_end - q - 1, NULL) if q < t_end else ""
+        req.version = HTTP11 if self.version == 11 else HTTP10
+        req.headers = headers
+        req.peer = conn.peer
+        req.sockname = conn.sockname
+        req.scheme = conn.scheme
+        req.content_length = content_length
+
+        if chunked or content_length > 0:
+            self.body = HttpBody.__new__(HttpBody)
+            self.body.proto = self
+            self.body.conn = conn
+            self.body.chunked = chunked
+            self.body.remaining = 0 if chunked else content_length
+            self.body.cstate = CHUNK_SIZE
+        else:
+            self.body = EMPTY_BODY
+        req.body = self.body
+        self.req = req
+        self.keep_alive = not conn_close and (self.version == 11 or conn_keep)
+        self.head_request = req.method == "HEAD"
+        self.expect_continue = expect and self.version == 11
+        conn.rstart += end
+        self.scan_pos = 0
+        return 1
+
+    cdef Py_ssize_t find_head_end(self, const char *buf, Py_ssize_t n):
+        """Offset just past the empty line that ends the head, or 0 if it has not arrived."""
+        cdef Py_ssize_t p = self.scan_pos, i
+        cdef const char *q
+        while p < n:
+            q = <const char *>memchr(buf + p, b'\n', n - p)
+            if q == NULL:
+                self.scan_pos = n
+                return 0
+            i = q - buf
+            if i + 1 >= n:
+                self.scan_pos = i
+                return 0
+            if buf[i + 1] == b'\n':
+                return i + 2
+            if buf[i + 1] == b'\r':
+                if i + 2 >= n:
+                    self.scan_pos = i
+                    return 0
+                if buf[i + 2] == b'\n':
+                    return i + 3
+            p = i + 1
+        self.scan_pos = p
+        return 0
+
+    cdef Py_ssize_t absolute_path_start(self, const char *buf, Py_ssize_t s, Py_ssize_t e) except -2:
+        """Where the path starts in an absolute-form target (http://host/path); -1 never."""
+        cdef Py_ssize_t i = s
+        cdef Py_ssize_t n = e - s
+        if n > 7 and name_is(buf + s, 7, b"http://", 7):
+            i = s + 7
+        elif n > 8 and name_is(buf + s, 8, b"https://", 8):
+            i = s + 8
+        else:
+            raise HttpError(400, f"invalid request target: {buf[s:e][:100]!r}")
+        while i < e and buf[i] != b'/' and buf[i] != b'?':
+            i += 1
+        return i
+
+    cdef int check_transfer_coding(self, str value, bint seen) except -1:
+        codings = [c.strip().lower() for c in value.split(",")]
+        if seen or codings.count("chunked") > 1 or codings[-1] != "chunked":
+            raise HttpError(400, f"Transfer-Encoding must end in a single 'chunked': {value!r}")
+        raise HttpError(501, f"transfer coding not supported: {value!r}")
+
+    cdef void run_request(self) except *:
+        cdef Connection conn = self.conn
+        self.busy = True
+        self._head_sent = False
+        self.finished = False
+        self.continue_sent = False
+        self.sent = 0
+        self.status_code = 0
+        try:
+            self.handler(self.req, self)
+        except ClientDisconnected:
+            conn.close()
+        except Exception:
+            log.exception("internal error while handling %r", self.req)
+            conn.close()
+        finally:
+            self.busy = False
+        self.req = None
+        if conn.closed:
+            return
+        if not self.finished:
+            conn.close()
+            return
+        if self.keep_alive and not self.body.done:
+            try:
+                if (self.expect_continue and not self.continue_sent) or not self.body.drain(DRAIN_LIMIT):
+                    self.keep_alive = False
+            except (ClientDisconnected, HttpError):
+                conn.close()
+                return
+        self.body = EMPTY_BODY
+        if not self.keep_alive or conn.loop.stopping:
+            conn.close_after_flush()
+
+    cdef void send_continue(self) except *:
+        if self.expect_continue and not self.continue_sent and not self._head_sent:
+            self.continue_sent = True
+            self.conn.queue(CONTINUE)
+            self.conn.flush_blocking(0)
+
+    # The responder interface the handlers call.
+
+    @property
+    def headers_sent(self):
+        return self._head_sent
+
+    @property
+    def bytes_sent(self):
+        return self.sent
+
+    def send_head(self, str status, list headers, Py_ssize_t length, bint length_in_headers):
+        """Queue the response head. length < 0: unknown (chunked on 1.1, else close)."""
+        cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
+        cdef bint no_body = code < 200 or code == 204 or code == 304
+        cdef bint add_length = False
+        cdef HttpBody body = self.body
+        self.status_code = code
+        self.body_allowed = not (no_body or self.head_request)
+        self.chunked = False
+        self.expected = -1
+        if self.conn.loop.stopping:
+            self.keep_alive = False
+        if not body.done and (body.chunked or body.remaining > DRAIN_LIMIT
+                              or (self.expect_continue and not self.continue_sent)):
+            self.keep_alive = False
+        if no_body:
+            pass
+        elif length >= 0:
+            self.expected = length
+            add_length = not length_in_headers
+        elif self.head_request:
+            pass
+        elif self.version == 11:
+            self.chunked = True
+        else:
+            self.keep_alive = False
+        self.conn.queue(self.encode_head(status, headers, length if add_length else -1))
+        self._head_sent = True
+
+    cdef bytes encode_head(self, str status, list headers, Py_ssize_t length):
+        cdef Py_ssize_t size, status_len, nlen, vlen, k
+        cdef bint own_date = False, own_server = False
+        cdef const unsigned char *s
+        cdef char lenbuf[32]
+        cdef int lenlen = 0
+        cdef bytes out
+        cdef char *w
+        cdef str conn_header = None
+        cdef object item
+        status_len = str_len(status, "status")
+        size = 9 + status_len + 2
+        for item in headers:
+            if not PyTuple_Check(item) or len(item) != 2:
+                raise TypeError(f"response header must be a (name, value) tuple: {item!r}")
+            nlen = str_len(item[0], "header name")
+            vlen = str_len(item[1], f"value of header {item[0]!r}")
+            s = <const unsigned char *>PyUnicode_DATA(item[0])
+            if nlen == 4 and name_is(<const char *>s, 4, b"date", 4):
+                own_date = True
+            elif nlen == 6 and name_is(<const char *>s, 6, b"server", 6):
+                own_server = True
+            size += nlen + vlen + 4
+        if not own_server:
+            size += 16
+        if not own_date:
+            size += 8 + FASTGW_HTTP_DATE_LEN
+        if length >= 0:
+            lenlen = snprintf(lenbuf, sizeof(lenbuf), b"Content-Length: %zd\r\n", length)
+            size += lenlen
+        if self.chunked:
+            size += 28
+        if not self.keep_alive:
+            conn_header = "Connection: close\r\n"
+        elif self.version == 10:
+            conn_header = "Connection: keep-alive\r\n"
+        if conn_header is not None:
+            size += len(conn_header)
+        size += 2
+        out = PyBytes_FromStringAndSize(NULL, size)
+        w = PyBytes_AS_STRING(out)
+        w = put(w, b"HTTP/1.1 ", 9)
+        w = put(w, <const char *>PyUnicode_DATA(status), status_len)
+        w = put(w, b"\r\n", 2)
+        if not own_server:
+            w = put(w, b"Server: fastgw\r\n", 16)
+        if not own_date:
+            w = put(w, b"Date: ", 6)
+            w = put(w, fastgw_http_date(), FASTGW_HTTP_DATE_LEN)
+            w = put(w, b"\r\n", 2)
+        for item in headers:
+            name = item[0]
+            value = item[1]
+            nlen = PyUnicode_GET_LENGTH(name)
+            vlen = PyUnicode_GET_LENGTH(value)
+            s = <const unsigned char *>PyUnicode_DATA(name)
+            if nlen == 0:
+                raise ValueError("empty response header name")
+            for k in range(nlen):
+                if not TCHAR[s[k]]:
+                    raise ValueError(f"invalid character in response header name {name!r}")
+            w = put(w, <const char *>s, nlen)
+            w = put(w, b": ", 2)
+            s = <const unsigned char *>PyUnicode_DATA(value)
+            for k in range(vlen):
+                if (s[k] < 0x20 and s[k] != 0x09) or s[k] == 0x7f:
+                    raise ValueError(f"control character in the value of response header {name!r}")
+            w = put(w, <const char *>s, vlen)
+            w = put(w, b"\r\n", 2)
+        if lenlen:
+            w = put(w, lenbuf, lenlen)
+        if self.chunked:
+            w = put(w, b"Transfer-Encoding: chunked\r\n", 28)
+        if conn_header is not None:
+            w = put(w, <const char *>PyUnicode_DATA(conn_header), len(conn_header))
+        put(w, b"\r\n", 2)
+        return out
+
+    def write(self, bytes data not None):
+        """Queue body bytes (framed as chunks when chunked); blocks while the client lags."""
+        cdef Py_ssize_t n = len(data)
+        cdef char sizeline[24]
+        cdef int sl
+        if not self._head_sent:
+            raise RuntimeError("write() before send_head()")
+        if n == 0 or not self.body_allowed:
+            return
+        if self.expected >= 0 and self.sent + n > self.expected:
+            log.warning("application sent more than its Content-Length (%d); extra bytes dropped",
+                        self.expected)
+            n = self.expected - self.sent
+            if n <= 0:
+                return
+            data = data[:n]
+        if self.chunked:
+            sl = snprintf(sizeline, sizeof(sizeline), b"%zx\r\n", n)
+            self.conn.queue(PyBytes_FromStringAndSize(sizeline, sl))
+            self.conn.queue(data)
+            self.conn.queue(CRLF)
+        else:
+            self.conn.queue(data)
+        self.sent += n
+        if self.conn.out_bytes >= FLUSH_THRESHOLD:
+            self.conn.flush_blocking(0)
+
+    def send_file(self, int fd, long long offset, Py_ssize_t count):
+        """Send `count` bytes of an open file with sendfile(2); the length must be in the head."""
+        if not self._head_sent or self.chunked:
+            raise RuntimeError("send_file() needs a head with a known length")
+        if not self.body_allowed or count <= 0:
+            return
+        if self.expected >= 0 and self.sent + count > self.expected:
+            count = self.expected - self.sent
+        self.conn.send_file(fd, offset, count)
+        self.sent += count
+
+    def finish(self):
+        """The response is complete: end the chunked body; close if it fell short."""
+        if self.chunked and self.body_allowed:
+            self.conn.queue(LAST_CHUNK)
+        elif self.body_allowed and self.expected >= 0 and self.sent < self.expected:
+            log.warning("application sent %d bytes, less than its Content-Length (%d); closing",
+                        self.sent, self.expected)
+            self.keep_alive = False
+        self.finished = True
+
+    def abort(self):
+        """Give up on the response after its head went out: the client sees a cut body."""
+        self.finished = True
+        self.conn.close()

@@ -1,0 +1,85 @@
+# Shared declarations of the event loop: protocols (_http, later _fcgi/_scgi) subclass Protocol
+# and drive their Connection through these C-level methods.
+from libc.stdint cimport uint32_t
+from posix.types cimport off_t
+
+
+cdef class Loop
+
+
+cdef class Handle:
+    cdef int fd
+    cdef void on_event(self, uint32_t events) except *
+
+
+cdef class Protocol:
+    cdef Connection conn
+    cdef void data_received(self) except *
+    cdef void write_drained(self) except *
+    cdef void eof_received(self) except *
+    cdef bint is_idle(self)
+    cdef void connection_lost(self)
+
+
+cdef class Request:
+    cdef public str method
+    cdef public str target
+    cdef public str path
+    cdef public str query
+    cdef public str version
+    cdef public list headers
+    cdef public object body
+    cdef public object peer
+    cdef public object sockname
+    cdef public str scheme
+    cdef public Py_ssize_t content_length
+
+
+cdef class Connection(Handle):
+    cdef Loop loop
+    cdef Protocol protocol
+    cdef readonly object peer
+    cdef readonly object sockname
+    cdef readonly str scheme
+    cdef char *rbuf
+    cdef Py_ssize_t rcap
+    cdef Py_ssize_t rstart
+    cdef Py_ssize_t rend
+    cdef list out
+    cdef Py_ssize_t out_index
+    cdef Py_ssize_t out_offset
+    cdef Py_ssize_t out_bytes
+    cdef readonly bint closed
+    cdef bint readable
+    cdef bint paused
+    cdef bint want_close
+    cdef bint lingering
+    cdef bint eof
+    cdef double last_active
+
+    cdef void read_ready(self) except *
+    cdef Py_ssize_t recv_some(self) except -2
+    cdef Py_ssize_t fill_blocking(self) except -1
+    cdef void queue(self, bytes data)
+    cdef int flush(self, int flags) except -1
+    cdef void flush_blocking(self, int flags) except *
+    cdef void wait(self, short events) except *
+    cdef void sendfile_blocking(self, int infd, off_t offset, Py_ssize_t count) except *
+    cdef void close_after_flush(self)
+    cdef void close(self)
+
+
+cdef class Loop:
+    cdef int epfd
+    cdef dict conns
+    cdef list listeners
+    cdef list closing
+    cdef readonly bint stopping
+    cdef public double keepalive_timeout
+    cdef public double io_timeout
+    cdef public double graceful_timeout
+    cdef public object tick
+    cdef double stop_deadline
+    cdef void register(self, Handle h, uint32_t events) except *
+    cdef void sweep(self, double now) except *
+    cdef void forget(self, Connection conn)

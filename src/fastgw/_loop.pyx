@@ -1,0 +1,598 @@
+# The event loop of one worker process.
+#
+# Strategy: every connection is registered once with epoll, edge-triggered for
+# EPOLLIN|EPOLLOUT|EPOLLRDHUP, so a keep-alive request costs no epoll_ctl. A
+# connection remembers whether its socket may still hold unread bytes (`readable`,
+# cleared by a short read or EAGAIN) and whether it is waiting for output space
+# (`paused`). Protocols parse straight out of the connection's reusable buffer and
+# queue bytes objects that go out in one sendmsg (scatter/gather) per batch.
+# When an application running inline must block (reading a request body that has
+# not arrived, writing a response faster than the client reads) the connection
+# waits on its own fd with poll(2), bounded by io_timeout: the worker is busy with
+# that request anyway. Timers are a once-a-second sweep over the connections.
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+from libc.errno cimport errno, EAGAIN, EINTR, ECONNABORTED, EMFILE, ENFILE
+from libc.stdint cimport uint32_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memmove
+from posix.types cimport off_t
+from posix.unistd cimport close as c_close
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+import logging
+import socket
+
+from fastgw.errors import ClientDisconnected
+
+log = logging.getLogger("fastgw.error")
+
+
+cdef extern from "<sys/epoll.h>" nogil:
+    cdef union epoll_data_t "epoll_data":
+        void *ptr
+        int fd
+        uint32_t u32
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+    enum:
+        EPOLL_CLOEXEC
+        EPOLL_CTL_ADD
+        EPOLL_CTL_DEL
+        EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
+        EPOLLRDHUP
+        EPOLLET
+        EPOLLEXCLUSIVE
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    struct sockaddr:
+        unsigned short sa_family
+    struct sockaddr_storage:
+        unsigned short ss_family
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+    struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    int accept4(int fd, sockaddr *addr, socklen_t *addrlen, int flags)
+    ssize_t recv(int fd, void *buf, size_t n, int flags)
+    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
+    int shutdown(int fd, int how)
+    int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
+    enum:
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+        MSG_NOSIGNAL
+        MSG_MORE
+        SHUT_WR
+        AF_INET
+        AF_INET6
+        AF_UNIX
+        IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_NODELAY
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_addr:
+        pass
+    struct in6_addr:
+        pass
+    struct sockaddr_in:
+        unsigned short sin_family
+        unsigned short sin_port
+        in_addr sin_addr
+    struct sockaddr_in6:
+        unsigned short sin6_family
+        unsigned short sin6_port
+        in6_addr sin6_addr
+    unsigned short ntohs(unsigned short)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    enum:
+        POLLIN
+        POLLOUT
+        POLLERR
+        POLLHUP
+
+cdef extern from "<sys/sendfile.h>" nogil:
+    ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+
+
+cdef enum:
+    MAX_EVENTS = 256
+    MAX_IOV = 64
+    READ_BUFFER_SIZE = 16384
+    ACCEPT_BATCH = 64
+
+# After a response that closes the connection, how long to read and discard what
+# the client still sends, so the kernel does not answer it with a reset.
+cdef double LINGER_TIMEOUT = 2.0
+
+WAIT_READ = POLLIN
+WAIT_WRITE = POLLOUT
+SEND_MORE = MSG_MORE
+
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef object peer_address(sockaddr_storage *addr):
+    cdef char text[64]
+    if addr.ss_family == AF_INET:
+        inet_ntop(AF_INET, &(<sockaddr_in *>addr).sin_addr, text, sizeof(text))
+        return (text.decode("ascii"), ntohs((<sockaddr_in *>addr).sin_port))
+    if addr.ss_family == AF_INET6:
+        inet_ntop(AF_INET6, &(<sockaddr_in6 *>addr).sin6_addr, text, sizeof(text))
+        return (text.decode("ascii"), ntohs((<sockaddr_in6 *>addr).sin6_port))
+    return None
+
+
+cdef class Handle:
+    cdef void on_event(self, uint32_t events) except *:
+        pass
+
+
+cdef class Protocol:
+    """What a wire protocol implements; it owns no socket, only parses and queues."""
+
+    cdef void data_received(self) except *:
+        pass
+
+    cdef void write_drained(self) except *:
+        pass
+
+    cdef void eof_received(self) except *:
+        self.conn.close()
+
+    cdef bint is_idle(self):
+        return self.conn.rend == self.conn.rstart
+
+    cdef void connection_lost(self):
+        pass
+
+
+cdef class Request:
+    """One request as any protocol delivers it to the router and handlers."""
+
+    def __repr__(self):
+        return f"<Request {self.method} {self.target!r} {self.version}>"
+
+
+cdef class Listener(Handle):
+    cdef Loop loop
+    cdef object sock
+    cdef object sockname
+    cdef str scheme
+    cdef object protocol_factory
+    cdef bint tcp
+
+    cdef void on_event(self, uint32_t events) except *:
+        cdef sockaddr_storage addr
+        cdef socklen_t addrlen
+        cdef int cfd, one = 1
+        cdef Connection conn
+        cdef int i
+        for i in range(ACCEPT_BATCH):
+            if self.loop.stopping:
+                return
+            addrlen = sizeof(addr)
+            cfd = accept4(self.fd, <sockaddr *>&addr, &addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if cfd < 0:
+                if errno == EINTR or errno == ECONNABORTED:
+                    continue
+                if errno == EAGAIN:
+                    return
+                if errno == EMFILE or errno == ENFILE:
+                    log.error("cannot accept a connection: too many open files (raise `ulimit -n`)")
+                    return
+                PyErr_SetFromErrno(OSError)
+            if self.tcp:
+                setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+            conn = Connection.__new__(Connection)
+            conn.fd = cfd
+            conn.loop = self.loop
+            conn.peer = peer_address(&addr)
+            conn.sockname = self.sockname
+            conn.scheme = self.scheme
+            conn.out = []
+            conn.last_active = monotonic()
+            conn.rbuf = <char *>malloc(READ_BUFFER_SIZE)
+            if conn.rbuf == NULL:
+                c_close(cfd)
+                raise MemoryError()
+            conn.rcap = READ_BUFFER_SIZE
+            conn.protocol = self.protocol_factory(conn)
+            conn.protocol.conn = conn
+            self.loop.conns[cfd] = conn
+            self.loop.register(conn, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
+
+cdef class Connection(Handle):
+    """A client socket: its read buffer, its queue of outgoing bytes, its state."""
+
+    def __dealloc__(self):
+        if self.rbuf != NULL:
+            free(self.rbuf)
+            self.rbuf = NULL
+
+    cdef void on_event(self, uint32_t events) except *:
+        if self.closed:
+            return
+        if events & EPOLLOUT and self.out_bytes:
+            try:
+                drained = self.flush(0)
+            except ClientDisconnected:
+                self.close()
+                return
+            if drained:
+                if self.want_close:
+                    self.close()
+                    return
+                if self.paused:
+                    self.paused = False
+                    self.protocol.write_drained()
+        if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+            self.readable = True
+            self.read_ready()
+
+    cdef void read_ready(self) except *:
+        cdef Py_ssize_t n
+        while self.readable and not self.closed and not self.paused:
+            if self.lingering:
+                self.rstart = self.rend = 0
+            n = self.recv_some()
+            if n > 0:
+                self.last_active = monotonic()
+                if not self.lingering:
+                    self.protocol.data_received()
+            elif n == 0:
+                self.eof = True
+                if self.lingering:
+                    self.close()
+                else:
+                    self.protocol.eof_received()
+                return
+
+    cdef Py_ssize_t recv_some(self) except -2:
+        """Read once into the buffer: >0 bytes read, 0 at EOF, -1 if nothing is there."""
+        cdef Py_ssize_t space, n
+        cdef char *grown
+        if self.rstart == self.rend:
+            self.rstart = self.rend = 0
+        elif self.rend == self.rcap and self.rstart > 0:
+            memmove(self.rbuf, self.rbuf + self.rstart, self.rend - self.rstart)
+            self.rend -= self.rstart
+            self.rstart = 0
+        if self.rend == self.rcap:
+            grown = <char *>realloc(self.rbuf, self.rcap * 2)
+            if grown == NULL:
+                raise MemoryError()
+            self.rbuf = grown
+            self.rcap *= 2
+        space = self.rcap - self.rend
+        while True:
+            n = recv(self.fd, self.rbuf + self.rend, space, 0)
+            if n >= 0:
+                break
+            if errno == EINTR:
+                continue
+            self.readable = False
+            if errno == EAGAIN:
+                return -1
+            return 0
+        if n < space:
+            self.readable = False
+        self.rend += n
+        return n
+
+    cdef Py_ssize_t fill_blocking(self) except -1:
+        """Read at least one byte into the buffer, waiting for it; raise if the client left."""
+        cdef Py_ssize_t n
+        while True:
+            n = self.recv_some()
+            if n > 0:
+                return n
+            if n == 0:
+                self.eof = True
+                raise ClientDisconnected("client closed the connection in the middle of a request")
+            self.wait(POLLIN)
+
+    def read_into(self, Py_ssize_t limit):
+        """Blocking read of up to `limit` bytes straight from the socket (buffer must be empty)."""
+        cdef bytearray chunk = bytearray(limit)
+        cdef Py_ssize_t n
+        cdef char *p = chunk
+        while True:
+            with nogil:
+                n = recv(self.fd, p, limit, 0)
+            if n > 0:
+                del chunk[n:]
+                return bytes(chunk)
+            if n == 0:
+                self.eof = True
+                raise ClientDisconnected("client closed the connection in the middle of a request")
+            if errno == EINTR:
+                continue
+            if errno == EAGAIN:
+                self.readable = False
+                self.wait(POLLIN)
+                continue
+            raise ClientDisconnected(f"reading from the client failed: {OSError(errno).strerror}")
+
+    cdef void queue(self, bytes data):
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        if n:
+            self.out.append(data)
+            self.out_bytes += n
+
+    cdef int flush(self, int flags) except -1:
+        """Send queued bytes without blocking: 1 when all are out, 0 when the socket is full."""
+        cdef iovec iov[MAX_IOV]
+        cdef msghdr msg
+        cdef Py_ssize_t i, count, n, size
+        cdef list out = self.out
+        cdef Py_ssize_t total = len(out)
+        cdef bytes item
+        while self.out_index < total:
+            count = 0
+            i = self.out_index
+            while i < total and count < MAX_IOV:
+                item = <bytes>out[i]
+                if count == 0:
+                    iov[0].iov_base = PyBytes_AS_STRING(item) + self.out_offset
+                    iov[0].iov_len = PyBytes_GET_SIZE(item) - self.out_offset
+                else:
+                    iov[count].iov_base = PyBytes_AS_STRING(item)
+                    iov[count].iov_len = PyBytes_GET_SIZE(item)
+                count += 1
+                i += 1
+            msg.msg_name = NULL
+            msg.msg_namelen = 0
+            msg.msg_iov = iov
+            msg.msg_iovlen = count
+            msg.msg_control = NULL
+            msg.msg_controllen = 0
+            msg.msg_flags = 0
+            n = sendmsg(self.fd, &msg, MSG_NOSIGNAL | (flags if i == total else MSG_MORE))
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    return 0
+                raise ClientDisconnected(f"writing to the client failed: {OSError(errno).strerror}")
+            self.out_bytes -= n
+            while n > 0:
+                item = <bytes>out[self.out_index]
+                size = PyBytes_GET_SIZE(item) - self.out_offset
+                if n >= size:
+                    n -= size
+                    self.out_index += 1
+                    self.out_offset = 0
+                else:
+                    self.out_offset += n
+                    n = 0
+        del out[:]
+        self.out_index = 0
+        self.out_offset = 0
+        return 1
+
+    cdef void flush_blocking(self, int flags) except *:
+        while not self.flush(flags):
+            self.wait(POLLOUT)
+
+    cdef void wait(self, short events) except *:
+        """Block (GIL released) until the socket is ready for `events`, at most io_timeout."""
+        cdef pollfd pfd
+        cdef int rc
+        cdef int timeout_ms = <int>(self.loop.io_timeout * 1000)
+        cdef double deadline = monotonic() + self.loop.io_timeout
+        pfd.fd = self.fd
+        pfd.events = events
+        while True:
+            with nogil:
+                rc = poll(&pfd, 1, timeout_ms)
+            if rc > 0:
+                if events == POLLOUT and pfd.revents & (POLLERR | POLLHUP) and not pfd.revents & POLLOUT:
+                    raise ClientDisconnected("client closed the connection while a response was sent")
+                return
+            if rc == 0:
+                raise ClientDisconnected(
+                    f"client sent or accepted nothing for {self.loop.io_timeout:g} s")
+            if errno == EINTR:
+                PyErr_CheckSignals()
+                timeout_ms = max(0, <int>((deadline - monotonic()) * 1000))
+                continue
+            PyErr_SetFromErrno(OSError)
+
+    cdef void sendfile_blocking(self, int infd, off_t offset, Py_ssize_t count) except *:
+        cdef Py_ssize_t n
+        while count > 0:
+            with nogil:
+                n = sendfile(self.fd, infd, &offset, min(count, 1 << 30))
+            if n > 0:
+                count -= n
+            elif n == 0:
+                raise ClientDisconnected("the file shrank while it was being sent")
+            elif errno == EINTR:
+                continue
+            elif errno == EAGAIN:
+                self.wait(POLLOUT)
+            else:
+                raise ClientDisconnected(f"sendfile to the client failed: {OSError(errno).strerror}")
+
+    def send_file(self, int infd, off_t offset, Py_ssize_t count):
+        """Flush what is queued (the head rides with MSG_MORE), then sendfile(2) the range."""
+        self.flush_blocking(MSG_MORE)
+        self.sendfile_blocking(infd, offset, count)
+
+    cdef void close_after_flush(self):
+        """Close once queued output is out; half-close first so the client reads it all."""
+        self.want_close = True
+        if self.closed:
+            return
+        try:
+            if not self.flush(0):
+                return
+        except ClientDisconnected:
+            self.close()
+            return
+        if self.eof:
+            self.close()
+            return
+        shutdown(self.fd, SHUT_WR)
+        self.lingering = True
+        self.last_active = monotonic()
+        self.rstart = self.rend = 0
+        if self.readable:
+            self.read_ready()
+
+    cdef void close(self):
+        if self.closed:
+            return
+        self.closed = True
+        c_close(self.fd)
+        self.loop.forget(self)
+        self.protocol.connection_lost()
+
+
+cdef class Loop:
+    """epoll, the listeners, the connections and the once-a-second sweep."""
+
+    def __cinit__(self):
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            PyErr_SetFromErrno(OSError)
+        self.conns = {}
+        self.listeners = []
+        self.closing = []
+        self.keepalive_timeout = 5.0
+        self.io_timeout = 30.0
+        self.graceful_timeout = 30.0
+
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            c_close(self.epfd)
+
+    cdef void register(self, Handle h, uint32_t events) except *:
+        cdef epoll_event ev
+        ev.events = events
+        ev.data.ptr = <void *>h
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, h.fd, &ev) < 0:
+            PyErr_SetFromErrno(OSError)
+
+    def add_listener(self, sock, str scheme, protocol_factory):
+        """Serve `sock` (a listening socket shared with sibling workers) with a protocol."""
+        cdef Listener listener = Listener.__new__(Listener)
+        listener.fd = sock.fileno()
+        listener.loop = self
+        listener.sock = sock
+        listener.sockname = sock.getsockname()
+        listener.scheme = scheme
+        listener.protocol_factory = protocol_factory
+        listener.tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self.listeners.append(listener)
+        # EPOLLEXCLUSIVE: one worker wakes per new connection, not all of them.
+        self.register(listener, EPOLLIN | EPOLLEXCLUSIVE)
+
+    cdef void forget(self, Connection conn):
+        self.conns.pop(conn.fd, None)
+        # Keep the object alive until the current batch of events is dispatched:
+        # a later event of the batch may still point at it.
+        self.closing.append(conn)
+
+    def stop(self):
+        """Stop accepting, let requests in flight finish, then make run() return."""
+        cdef Listener listener
+        cdef epoll_event ev
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_deadline = monotonic() + self.graceful_timeout
+        for listener in self.listeners:
+            epoll_ctl(self.epfd, EPOLL_CTL_DEL, listener.fd, &ev)
+        self.listeners = []
+
+    @property
+    def connection_count(self):
+        return len(self.conns)
+
+    cdef void sweep(self, double now) except *:
+        cdef Connection conn
+        for conn in list(self.conns.values()):
+            if conn.closed:
+                continue
+            idle = now - conn.last_active
+            if conn.lingering:
+                if idle > LINGER_TIMEOUT:
+                    conn.close()
+            elif conn.protocol.is_idle():
+                if self.stopping or idle > self.keepalive_timeout:
+                    conn.close()
+            elif idle > self.io_timeout:
+                conn.close()
+
+    def run(self):
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int n, i
+        cdef double now, next_sweep
+        cdef Handle handle
+        next_sweep = monotonic() + 1.0
+        while True:
+            if self.stopping:
+                self.sweep(monotonic())
+                self.closing = []
+                if not self.conns or monotonic() > self.stop_deadline:
+                    break
+            with nogil:
+                n = epoll_wait(self.epfd, events, MAX_EVENTS, 1000 if not self.stopping else 100)
+            if n < 0:
+                if errno == EINTR:
+                    PyErr_CheckSignals()
+                    continue
+                PyErr_SetFromErrno(OSError)
+            for i in range(n):
+                handle = <Handle>events[i].data.ptr
+                try:
+                    handle.on_event(events[i].events)
+                except Exception:
+                    log.exception("internal error on a connection; closing it")
+                    if isinstance(handle, Connection):
+                        (<Connection>handle).close()
+            self.closing = []
+            now = monotonic()
+            if now >= next_sweep:
+                next_sweep = now + 1.0
+                self.sweep(now)
+                self.closing = []
+                if self.tick is not None:
+                    self.tick()
+        for conn in list(self.conns.values()):
+            (<Connection>conn).close()
+        self.closing = []

@@ -1,0 +1,112 @@
+"""The `fastgw` command: parse flags into a Config, start the master, report errors in one line."""
+import argparse
+import os
+import sys
+
+from fastgw import __version__
+from fastgw.config import LOG_LEVELS, Config, parse_bind, parse_env
+from fastgw.errors import ConfigError, FastgwError
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastgw", description="A fast gateway between the web and Python (WSGI) applications.")
+    parser.add_argument("--version", action="version", version=f"fastgw {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve", help="serve a WSGI application over HTTP/1.1",
+        description="Serve a WSGI application over HTTP/1.1 with prefork workers.")
+    serve.add_argument("app", metavar="APP",
+                       help="the WSGI application: module:attribute (dotted attribute allowed), "
+                            "module:factory() or module (attribute 'application')")
+    serve.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
+                       help="listen on HOST:PORT, [IPv6]:PORT or unix:/path; repeatable "
+                            "(default 127.0.0.1:8000)")
+    serve.add_argument("-w", "--workers", type=positive_int, default=os.cpu_count() or 1,
+                       help="number of worker processes (default: number of CPUs, %(default)s)")
+    serve.add_argument("--chdir", metavar="DIR", help="change to DIR before importing the app")
+    serve.add_argument("--pythonpath", metavar="DIRS", default="",
+                       help="colon-separated directories put first on sys.path, "
+                            "like mod_wsgi's WSGIPythonPath")
+    serve.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                       help="set an environment variable for the app; repeatable")
+    serve.add_argument("--backlog", type=positive_int, default=2048,
+                       help="listen(2) backlog (default %(default)s)")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                       help="error log level (default %(default)s)")
+    serve.add_argument("--access-log", metavar="FILE",
+                       help="write an access log (Apache combined format) to FILE, '-' for stdout")
+    serve.add_argument("--keepalive", type=seconds, default=5.0, metavar="SECONDS",
+                       help="close idle keep-alive connections after this long (default 5)")
+    serve.add_argument("--graceful-timeout", type=seconds, default=30.0, metavar="SECONDS",
+                       help="on SIGTERM, how long requests in flight may take (default 30)")
+    return parser
+
+
+def config_from_args(args):
+    return Config(
+        app=args.app,
+        binds=tuple(parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])),
+        workers=args.workers,
+        chdir=args.chdir,
+        pythonpath=tuple(p for p in args.pythonpath.split(":") if p),
+        env=tuple(parse_env(e) for e in args.env),
+        backlog=args.backlog,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        keepalive=args.keepalive,
+        graceful_timeout=args.graceful_timeout,
+    )
+
+
+def serve(config):
+    from fastgw.errorlog import setup_error_log
+    from fastgw.loader import parse_app_spec, prepare_import_path
+    from fastgw.master import Master
+
+    parse_app_spec(config.app)
+    setup_error_log(config.log_level)
+    if config.chdir:
+        os.chdir(config.chdir)
+    os.environ.update(config.env)
+    prepare_import_path(config.pythonpath)
+    return Master(config).run()
+
+
+def main(argv=None):
+    if os.name == "nt":
+        print("fastgw: error: Windows is not supported; run fastgw on Linux or macOS "
+              "(or in WSL)", file=sys.stderr)
+        return 1
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return serve(config_from_args(args))
+    except (ConfigError, FastgwError) as e:
+        print(f"fastgw: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130

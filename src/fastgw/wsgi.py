@@ -1,0 +1,288 @@
+"""PEP 3333: a Request becomes an environ, the application's answer becomes a response.
+
+Strategy: the environ starts as a copy of a template holding everything that is the
+same for every request; header names turn into environ keys through a bounded
+cache. The handler knows nothing of the wire: it talks to a responder (send_head,
+write, send_file, finish, abort) that the protocol supplies. The body length is
+decided here (the app's Content-Length, a one-item list, or unknown); framing
+(chunked, close-delimited) is the protocol's business.
+"""
+import logging
+import os
+import stat
+import sys
+
+from fastgw import __version__
+from fastgw.errors import ClientDisconnected, HttpError
+
+log = logging.getLogger("fastgw.error")
+
+# RFC 9110 section 7.6.1: these describe one connection; PEP 3333 forbids apps to send them.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+})
+CACHE_LIMIT = 1024
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+_environ_keys = {}
+_server_names = {}
+
+
+def environ_key(name):
+    """'User-Agent' -> 'HTTP_USER_AGENT'; None for names with '_' (spoofable, as in nginx)."""
+    key = _environ_keys.get(name)
+    if key is None and name not in _environ_keys:
+        if "_" in name:
+            key = None
+        else:
+            upper = name.upper().replace("-", "_")
+            key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+        if len(_environ_keys) < CACHE_LIMIT:
+            _environ_keys[name] = key
+    return key
+
+
+def split_host(host, scheme):
+    """'example.com:8080' -> ('example.com', '8080'); '[::1]' -> ('::1', default port)."""
+    found = _server_names.get((host, scheme))
+    if found is not None:
+        return found
+    name, port = host, DEFAULT_PORTS.get(scheme, "80")
+    if host.startswith("["):
+        close = host.find("]")
+        if close > 0:
+            name = host[1:close]
+            if host[close + 1:close + 2] == ":" and host[close + 2:].isdigit():
+                port = host[close + 2:]
+    elif ":" in host:
+        name, _, maybe_port = host.rpartition(":")
+        if maybe_port.isdigit():
+            port = maybe_port
+        else:
+            name = host
+    found = (name, port)
+    if len(_server_names) < CACHE_LIMIT:
+        _server_names[(host, scheme)] = found
+    return found
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates a file in blocks; real files go out with sendfile(2)."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+class Exchange:
+    """One request's response state: start_response, write() and the head."""
+
+    __slots__ = ("resp", "status", "headers", "length", "head_sent")
+
+    def __init__(self, resp):
+        self.resp = resp
+        self.status = None
+        self.headers = None
+        self.length = -1
+        self.head_sent = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError(f"status must be str, not {type(status).__name__}: {status!r}")
+        if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            raise ValueError(f"status must look like '200 OK', got {status!r}")
+        if type(headers) is not list:
+            raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+        length = -1
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise TypeError(f"response header must be a (name, value) tuple: {item!r}")
+            name, value = item
+            if type(name) is not str or type(value) is not str:
+                raise TypeError(f"response header name and value must be str: {item!r}")
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                raise ValueError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
+            if lower == "content-length":
+                if not value.isdigit() or not value.isascii():
+                    raise ValueError(f"invalid Content-Length header from the application: {value!r}")
+                length = int(value)
+        self.status = status
+        self.headers = headers
+        self.length = length
+        return self.write
+
+    def send_head(self, computed_length=-1):
+        if self.length >= 0:
+            self.resp.send_head(self.status, self.headers, self.length, True)
+        else:
+            self.resp.send_head(self.status, self.headers, computed_length, False)
+        self.head_sent = True
+
+    def write(self, data):
+        if self.status is None:
+            raise AssertionError("write() called before start_response()")
+        if type(data) is not bytes:
+            raise TypeError(f"write() needs bytes, not {type(data).__name__}")
+        if not self.head_sent:
+            self.send_head()
+        self.resp.write(data)
+
+
+class WsgiHandler:
+    """Calls one WSGI application for each request handed to it."""
+
+    def __init__(self, app, multiprocess=False, access_log=None, errors=None):
+        self.app = app
+        self.access_log = access_log
+        self.template = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": errors if errors is not None else sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+            "SCRIPT_NAME": "",
+            "SERVER_SOFTWARE": f"fastgw/{__version__}",
+        }
+
+    def environ(self, req):
+        env = self.template.copy()
+        env["REQUEST_METHOD"] = req.method
+        env["PATH_INFO"] = req.path
+        env["QUERY_STRING"] = req.query
+        env["REQUEST_URI"] = req.target
+        env["SERVER_PROTOCOL"] = req.version
+        env["wsgi.input"] = req.body
+        env["wsgi.url_scheme"] = req.scheme
+        peer = req.peer
+        if peer is not None:
+            env["REMOTE_ADDR"] = peer[0]
+            env["REMOTE_PORT"] = str(peer[1])
+        else:
+            env["REMOTE_ADDR"] = ""
+        for name, value in req.headers:
+            key = _environ_keys.get(name) or environ_key(name)
+            if key is None:
+                continue
+            if key in env:
+                if key == "CONTENT_LENGTH":
+                    continue
+                env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+            else:
+                env[key] = value
+        host = env.get("HTTP_HOST")
+        if host:
+            env["SERVER_NAME"], env["SERVER_PORT"] = split_host(host, req.scheme)
+        else:
+            sockname = req.sockname
+            if type(sockname) is tuple:
+                env["SERVER_NAME"], env["SERVER_PORT"] = sockname[0], str(sockname[1])
+            else:
+                env["SERVER_NAME"], env["SERVER_PORT"] = "localhost", DEFAULT_PORTS[req.scheme]
+        return env
+
+    def __call__(self, req, resp):
+        env = self.environ(req)
+        ex = Exchange(resp)
+        result = None
+        try:
+            result = self.app(env, ex.start_response)
+            self.respond(ex, result)
+            resp.finish()
+        except ClientDisconnected as e:
+            log.info("client %s went away: %s", req.peer, e)
+            resp.abort()
+        except HttpError as e:
+            log.info("bad request body from %s: %s", req.peer, e)
+            self.fail(ex, f"{e.status} Bad Request", str(e))
+        except Exception:
+            log.exception("error in the application for %s %s", req.method, req.target)
+            self.fail(ex, "500 Internal Server Error", "Internal Server Error")
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("error in close() of the application's response")
+            if self.access_log is not None:
+                self.access_log.log(env, resp.status_code, resp.bytes_sent)
+
+    def respond(self, ex, result):
+        resp = ex.resp
+        if type(result) is FileWrapper and ex.status is not None and self.send_file(ex, result):
+            return
+        if (type(result) is list or type(result) is tuple) and len(result) <= 1 and not ex.head_sent:
+            if ex.status is None:
+                raise AssertionError("the application returned without calling start_response()")
+            body = result[0] if result else b""
+            if type(body) is not bytes:
+                raise TypeError(f"the application's body must be bytes, not {type(body).__name__}")
+            ex.send_head(len(body))
+            if body:
+                resp.write(body)
+            return
+        for chunk in result:
+            if type(chunk) is not bytes:
+                raise TypeError(f"the application yielded {type(chunk).__name__}, not bytes")
+            if not chunk:
+                continue
+            if not ex.head_sent:
+                if ex.status is None:
+                    raise AssertionError("the application yielded a body before start_response()")
+                ex.send_head()
+            resp.write(chunk)
+        if not ex.head_sent:
+            if ex.status is None:
+                raise AssertionError("the application returned without calling start_response()")
+            ex.send_head(0)
+
+    def send_file(self, ex, wrapper):
+        """Send a FileWrapper over a regular file with sendfile(2); False to iterate instead."""
+        try:
+            fd = wrapper.filelike.fileno()
+            st = os.fstat(fd)
+            offset = wrapper.filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        count = max(0, st.st_size - offset)
+        if ex.length >= 0:
+            count = min(count, ex.length)
+        ex.send_head(count)
+        ex.resp.send_file(fd, offset, count)
+        return True
+
+    def fail(self, ex, status, text):
+        if ex.head_sent:
+            ex.resp.abort()
+            return
+        body = (text + "\n").encode("utf-8", "replace")
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        ex.resp.send_head(status, headers, len(body), False)
+        ex.resp.write(body)
+        ex.resp.finish()

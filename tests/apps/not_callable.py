@@ -1,0 +1,3 @@
+"""Module whose attributes are not WSGI callables."""
+application = 42
+settings = {"debug": False}
