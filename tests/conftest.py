@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from fgwtest import APPS_DIR, pid_alive
+from fgwtest import APPS_DIR, fastgw_command, pid_alive, subprocess_env
 
 LISTEN_RE = re.compile(r"Listening at: (\S+)")
 HTTP_LISTEN_RE = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)\s*$")
@@ -28,16 +28,6 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 40.0
 
 _ACTIVE_SERVERS = []
-
-
-def fastgw_command():
-    return [sys.executable, "-m", "fastgw"]
-
-
-def subprocess_env(**overrides):
-    env = dict(os.environ)
-    env.update(overrides)
-    return env
 
 
 class _LineCollector:
@@ -92,7 +82,7 @@ class _LineCollector:
 
 class Server:
     def __init__(self, app, extra_args=(), default_bind=True, default_workers=True,
-                 chdir=APPS_DIR, test_dir=None, env=None, wait=True):
+                 chdir=APPS_DIR, test_dir=None, env=None, wait=True, cwd=None):
         self.app = app
         cmd = fastgw_command() + ["serve", app]
         if default_bind:
@@ -108,7 +98,8 @@ class Server:
         self.test_dir = test_dir
         self.expected_listeners = cmd.count("--bind") or 1
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=subprocess_env(**(env or {})))
+                                     stderr=subprocess.PIPE, env=subprocess_env(**(env or {})),
+                                     cwd=cwd)
         self.stderr = _LineCollector(self.proc.stderr, "fastgw-stderr")
         self.stdout = _LineCollector(self.proc.stdout, "fastgw-stdout")
         self.listeners = []

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import socket
+import sys
 import threading
 import time
 
@@ -21,6 +22,17 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 APPS_DIR = os.path.join(TESTS_DIR, "apps")
 
 DEFAULT_TIMEOUT = 20.0
+
+
+def fastgw_command():
+    """How the server is started: the module of the running interpreter."""
+    return [sys.executable, "-m", "fastgw"]
+
+
+def subprocess_env(**overrides):
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
 
 
 def _load_pattern_module():

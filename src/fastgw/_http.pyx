@@ -825,20 +825,27 @@ cdef class HttpProtocol(Protocol):
         return out
 
     def write(self, bytes data not None):
-        """Queue body bytes (framed as chunks when chunked); blocks while the client lags."""
+        """Send body bytes (framed as chunks when chunked); blocks while the client lags."""
+        if self.queue_body(data):
+            # Streamed chunks go out as they come (server-sent events, long polls); the
+            # app waits for the client only once FLUSH_THRESHOLD bytes are stuck.
+            if not self.conn.flush(0) and self.conn.out_bytes >= FLUSH_THRESHOLD:
+                self.conn.flush_blocking(0)
+
+    cdef bint queue_body(self, bytes data) except -1:
         cdef Py_ssize_t n = len(data)
         cdef char sizeline[24]
         cdef int sl
         if not self._head_sent:
-            raise RuntimeError("write() before send_head()")
+            raise RuntimeError("body sent before send_head()")
         if n == 0 or not self.body_allowed:
-            return
+            return False
         if self.expected >= 0 and self.sent + n > self.expected:
             log.warning("application sent more than its Content-Length (%d); extra bytes dropped",
                         self.expected)
             n = self.expected - self.sent
             if n <= 0:
-                return
+                return False
             data = data[:n]
         if self.chunked:
             sl = snprintf(sizeline, sizeof(sizeline), b"%zx\r\n", n)
@@ -848,8 +855,7 @@ cdef class HttpProtocol(Protocol):
         else:
             self.conn.queue(data)
         self.sent += n
-        if self.conn.out_bytes >= FLUSH_THRESHOLD:
-            self.conn.flush_blocking(0)
+        return True
 
     def send_file(self, int fd, long long offset, Py_ssize_t count):
         """Send `count` bytes of an open file with sendfile(2); the length must be in the head."""
@@ -862,8 +868,10 @@ cdef class HttpProtocol(Protocol):
         self.conn.send_file(fd, offset, count)
         self.sent += count
 
-    def finish(self):
-        """The response is complete: end the chunked body; close if it fell short."""
+    def finish(self, bytes last=None):
+        """The response is complete (`last`: its final bytes, sent with the batch's flush)."""
+        if last:
+            self.queue_body(last)
         if self.chunked and self.body_allowed:
             self.conn.queue(LAST_CHUNK)
         elif self.body_allowed and self.expected >= 0 and self.sent < self.expected:

@@ -210,8 +210,7 @@ class WsgiHandler:
         result = None
         try:
             result = self.app(env, ex.start_response)
-            self.respond(ex, result)
-            resp.finish()
+            resp.finish(self.respond(ex, result))
         except ClientDisconnected as e:
             log.info("client %s went away: %s", req.peer, e)
             resp.abort()
@@ -232,9 +231,10 @@ class WsgiHandler:
                 self.access_log.log(env, resp.status_code, resp.bytes_sent)
 
     def respond(self, ex, result):
+        """Send the response; return its last bytes if they can ride with the batch's flush."""
         resp = ex.resp
         if type(result) is FileWrapper and ex.status is not None and self.send_file(ex, result):
-            return
+            return None
         if (type(result) is list or type(result) is tuple) and len(result) <= 1 and not ex.head_sent:
             if ex.status is None:
                 raise AssertionError("the application returned without calling start_response()")
@@ -242,9 +242,7 @@ class WsgiHandler:
             if type(body) is not bytes:
                 raise TypeError(f"the application's body must be bytes, not {type(body).__name__}")
             ex.send_head(len(body))
-            if body:
-                resp.write(body)
-            return
+            return body
         for chunk in result:
             if type(chunk) is not bytes:
                 raise TypeError(f"the application yielded {type(chunk).__name__}, not bytes")
@@ -259,6 +257,7 @@ class WsgiHandler:
             if ex.status is None:
                 raise AssertionError("the application returned without calling start_response()")
             ex.send_head(0)
+        return None
 
     def send_file(self, ex, wrapper):
         """Send a FileWrapper over a regular file with sendfile(2); False to iterate instead."""
@@ -284,5 +283,4 @@ class WsgiHandler:
         body = (text + "\n").encode("utf-8", "replace")
         headers = [("Content-Type", "text/plain; charset=utf-8")]
         ex.resp.send_head(status, headers, len(body), False)
-        ex.resp.write(body)
-        ex.resp.finish()
+        ex.resp.finish(body)
