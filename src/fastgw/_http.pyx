@@ -22,7 +22,7 @@ from fastgw._loop cimport Connection, Protocol, Request
 
 import logging
 
-from fastgw.errors import ClientDisconnected, HttpError
+from fastgw.errors import REASONS, ClientDisconnected, HttpError
 
 log = logging.getLogger("fastgw.error")
 
@@ -40,11 +40,6 @@ cdef extern from "Python.h":
 
 
 cdef enum:
-    MAX_REQUEST_LINE = 8190
-    MAX_HEAD = 65536
-    MAX_HEADERS = 100
-    MAX_CHUNK_LINE = 4096
-    MAX_TRAILERS = 8192
     DRAIN_LIMIT = 262144
     FLUSH_THRESHOLD = 65536
 
@@ -90,10 +85,6 @@ cdef bytes CRLF = b"\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef dict METHODS = {m.encode(): m for m in
                      ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
-           414: "URI Too Long", 417: "Expectation Failed",
-           431: "Request Header Fields Too Large", 501: "Not Implemented",
-           505: "HTTP Version Not Supported"}
 
 
 cdef inline bint name_is(const char *p, Py_ssize_t n, const char *lower, Py_ssize_t ln):
@@ -153,6 +144,32 @@ cdef char *put(char *w, const char *src, Py_ssize_t n):
     return w + n
 
 
+cdef class HttpSettings:
+    """Limits and timeouts of the HTTP protocol (the --limit-* and *-timeout flags)."""
+
+    cdef public Py_ssize_t request_line
+    cdef public Py_ssize_t field_size
+    cdef public Py_ssize_t fields
+    cdef public Py_ssize_t head
+    cdef public Py_ssize_t body
+    cdef public Py_ssize_t chunk_line
+    cdef public Py_ssize_t trailer
+    cdef public double header_timeout
+    cdef public double keepalive_timeout
+
+    def __init__(self, request_line=8190, field_size=8190, fields=100, head=65536, body=0,
+                 chunk_line=4096, trailer=8192, header_timeout=10.0, keepalive_timeout=5.0):
+        self.request_line = request_line
+        self.field_size = field_size
+        self.fields = fields
+        self.head = head
+        self.body = body
+        self.chunk_line = chunk_line
+        self.trailer = trailer
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+
+
 cdef class HttpBody:
     """wsgi.input for an HTTP request: reads the body from the connection as it arrives."""
 
@@ -162,8 +179,10 @@ cdef class HttpBody:
     cdef readonly bint done
     cdef Py_ssize_t remaining
     cdef ChunkState cstate
-    cdef bint started
+    cdef readonly bint started
     cdef Py_ssize_t trailer_bytes
+    cdef Py_ssize_t received
+    cdef Py_ssize_t limit
 
     cdef Py_ssize_t available(self) except -1:
         """Bytes of body data ready in the buffer (waiting for some if needed); 0 at the end."""
@@ -171,7 +190,9 @@ cdef class HttpBody:
         cdef Py_ssize_t avail
         if not self.started:
             self.started = True
-            self.proto.send_continue()
+            # RFC 9110 10.1.1: no 100 (Continue) once some of the body is already here.
+            if conn.rend == conn.rstart:
+                self.proto.send_continue()
         while not self.done:
             if self.chunked and self.cstate != CHUNK_DATA:
                 if not self.parse_framing():
@@ -214,9 +235,9 @@ cdef class HttpBody:
             return True
         nl = <const char *>memchr(p, b'\n', avail)
         if nl == NULL:
-            if self.cstate == CHUNK_SIZE and avail > MAX_CHUNK_LINE:
+            if self.cstate == CHUNK_SIZE and avail > self.proto.settings.chunk_line:
                 self.fail("chunk size line too long")
-            if self.cstate == CHUNK_TRAILER and self.trailer_bytes + avail > MAX_TRAILERS:
+            if self.cstate == CHUNK_TRAILER and self.trailer_bytes + avail > self.proto.settings.trailer:
                 self.fail("trailer section too long")
             return False
         line_len = nl - p
@@ -241,13 +262,19 @@ cdef class HttpBody:
                     if (<unsigned char>p[i] < 0x20 and p[i] != b'\t') or <unsigned char>p[i] == 0x7f:
                         self.fail(f"invalid character in chunk extension: {p[:line_len]!r}")
                     i += 1
+            if nl - p > self.proto.settings.chunk_line:
+                self.fail("chunk size line too long")
+            self.received += size
+            if self.limit and self.received > self.limit:
+                self.proto.keep_alive = False
+                raise HttpError(413, f"request body larger than {self.limit} bytes")
             conn.rstart += (nl - p) + 1
             self.remaining = size
             self.cstate = CHUNK_TRAILER if size == 0 else CHUNK_DATA
             return True
         # CHUNK_TRAILER: field lines up to an empty line; PEP 3333 has no place for them.
         self.trailer_bytes += (nl - p) + 1
-        if self.trailer_bytes > MAX_TRAILERS:
+        if self.trailer_bytes > self.proto.settings.trailer:
             self.fail("trailer section too long")
         for i in range(line_len):
             if p[i] == b'\r' or p[i] == 0:
@@ -371,7 +398,9 @@ cdef class HttpProtocol(Protocol):
     """HTTP/1.1 server side of one connection, and the responder for its requests."""
 
     cdef object handler
+    cdef HttpSettings settings
     cdef Py_ssize_t scan_pos
+    cdef double head_started
     cdef bint busy
     cdef Request req
     cdef HttpBody body
@@ -388,11 +417,25 @@ cdef class HttpProtocol(Protocol):
     cdef Py_ssize_t sent
     cdef readonly int status_code
 
-    def __cinit__(self, handler):
+    def __cinit__(self, handler, HttpSettings settings not None):
         self.handler = handler
+        self.settings = settings
 
     cdef bint is_idle(self):
         return not self.busy and self.conn.rend == self.conn.rstart
+
+    cdef double deadline(self):
+        if self.busy:
+            return 0.0
+        if self.conn.rend == self.conn.rstart:
+            return self.conn.last_active + self.settings.keepalive_timeout
+        return self.head_started + self.settings.header_timeout
+
+    cdef void timed_out(self) except *:
+        if self.conn.rend == self.conn.rstart:
+            self.conn.close()
+        else:
+            self.reject(408, f"request head not received within {self.settings.header_timeout:g} s")
 
     cdef void write_drained(self) except *:
         self.data_received()
@@ -411,6 +454,8 @@ cdef class HttpProtocol(Protocol):
                 self.scan_pos = 0
             if conn.rstart == conn.rend:
                 break
+            if self.scan_pos == 0:
+                self.head_started = conn.last_active
             try:
                 if not self.parse_head():
                     break
@@ -466,21 +511,22 @@ cdef class HttpProtocol(Protocol):
         cdef list headers
         cdef Request req
         cdef str name, value
+        cdef HttpSettings settings = self.settings
         if end == 0:
-            nl = <const char *>memchr(buf, b'\n', n if n < MAX_REQUEST_LINE + 2 else MAX_REQUEST_LINE + 2)
-            if nl == NULL and n > MAX_REQUEST_LINE:
-                raise HttpError(414, f"request line longer than {MAX_REQUEST_LINE} bytes")
-            if n > MAX_HEAD:
-                raise HttpError(431, f"request head longer than {MAX_HEAD} bytes")
+            nl = <const char *>memchr(buf, b'\n', n)
+            if (nl == NULL and n > settings.request_line + 1) or (nl != NULL and nl - buf > settings.request_line + 1):
+                raise HttpError(414, f"request line longer than {settings.request_line} bytes")
+            if n > settings.head:
+                raise HttpError(431, f"request head longer than {settings.head} bytes")
             return 0
-        if end > MAX_HEAD:
-            raise HttpError(431, f"request head longer than {MAX_HEAD} bytes")
+        if end > settings.head:
+            raise HttpError(431, f"request head longer than {settings.head} bytes")
 
         # Request line: method SP request-target SP HTTP-version
         le = <const char *>memchr(buf, b'\n', end) - buf
-        if le > MAX_REQUEST_LINE:
-            raise HttpError(414, f"request line longer than {MAX_REQUEST_LINE} bytes")
         line_end = le - 1 if le > 0 and buf[le - 1] == b'\r' else le
+        if line_end > settings.request_line:
+            raise HttpError(414, f"request line longer than {settings.request_line} bytes")
         i = 0
         while i < line_end and TCHAR[<unsigned char>buf[i]]:
             i += 1
@@ -513,6 +559,9 @@ cdef class HttpProtocol(Protocol):
             line_end = le - 1 if le > pos and buf[le - 1] == b'\r' else le
             if line_end == pos:
                 break
+            if line_end - pos > settings.field_size:
+                raise HttpError(431, f"header field longer than {settings.field_size} bytes: "
+                                     f"{buf[pos:pos + 40]!r}...")
             if is_ows(buf[pos]):
                 raise HttpError(400, f"obsolete line folding in header: {buf[pos:line_end][:100]!r}")
             i = pos
@@ -534,8 +583,8 @@ cdef class HttpProtocol(Protocol):
                     raise HttpError(400, f"invalid character {bytes([c])!r} in header "
                                          f"{buf[pos:name_end]!r}")
             nheaders += 1
-            if nheaders > MAX_HEADERS:
-                raise HttpError(431, f"more than {MAX_HEADERS} header fields")
+            if nheaders > settings.fields:
+                raise HttpError(431, f"more than {settings.fields} header fields")
             name = PyUnicode_DecodeLatin1(buf + pos, name_end - pos, NULL)
             value = PyUnicode_DecodeLatin1(buf + val_start, val_end - val_start, NULL)
             headers.append((name, value))
@@ -578,6 +627,9 @@ cdef class HttpProtocol(Protocol):
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if host_count > 1 or (self.version == 11 and host_count == 0):
             raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
+        if settings.body and content_length > settings.body:
+            raise HttpError(413, f"request body of {content_length} bytes is larger than the "
+                                 f"limit of {settings.body} bytes")
 
         req = Request.__new__(Request)
         req.method = METHODS.get(buf[:m_end]) or PyUnicode_DecodeLatin1(buf, m_end, NULL)
@@ -597,6 +649,7 @@ cdef class HttpProtocol(Protocol):
                 q += 1
             req.path = decode_path(buf + p_start, q - p_start) if q > p_start else "/"
             req.query = PyUnicode_DecodeLatin1(buf + q + 1, t_end - q - 1, NULL) if q < t_end else ""
+        req.script_name = ""
         req.version = HTTP11 if self.version == 11 else HTTP10
         req.headers = headers
         req.peer = conn.peer
@@ -611,6 +664,7 @@ cdef class HttpProtocol(Protocol):
             self.body.chunked = chunked
             self.body.remaining = 0 if chunked else content_length
             self.body.cstate = CHUNK_SIZE
+            self.body.limit = settings.body
         else:
             self.body = EMPTY_BODY
         req.body = self.body
@@ -692,7 +746,7 @@ cdef class HttpProtocol(Protocol):
             return
         if self.keep_alive and not self.body.done:
             try:
-                if (self.expect_continue and not self.continue_sent) or not self.body.drain(DRAIN_LIMIT):
+                if (self.expect_continue and not self.body.started) or not self.body.drain(DRAIN_LIMIT):
                     self.keep_alive = False
             except (ClientDisconnected, HttpError):
                 conn.close()
@@ -730,7 +784,7 @@ cdef class HttpProtocol(Protocol):
         if self.conn.loop.stopping:
             self.keep_alive = False
         if not body.done and (body.chunked or body.remaining > DRAIN_LIMIT
-                              or (self.expect_continue and not self.continue_sent)):
+                              or (self.expect_continue and not body.started)):
             self.keep_alive = False
         if no_body:
             pass

@@ -18,6 +18,8 @@ cdef class Protocol:
     cdef void write_drained(self) except *
     cdef void eof_received(self) except *
     cdef bint is_idle(self)
+    cdef double deadline(self)
+    cdef void timed_out(self) except *
     cdef void connection_lost(self)
 
 
@@ -26,6 +28,7 @@ cdef class Request:
     cdef public str target
     cdef public str path
     cdef public str query
+    cdef public str script_name
     cdef public str version
     cdef public list headers
     cdef public object body
@@ -75,7 +78,8 @@ cdef class Loop:
     cdef list listeners
     cdef list closing
     cdef readonly bint stopping
-    cdef public double keepalive_timeout
+    cdef bint accept_paused
+    cdef public Py_ssize_t max_connections
     cdef public double io_timeout
     cdef public double graceful_timeout
     cdef public object tick
@@ -83,3 +87,4 @@ cdef class Loop:
     cdef void register(self, Handle h, uint32_t events) except *
     cdef void sweep(self, double now) except *
     cdef void forget(self, Connection conn)
+    cdef void pause_accepting(self, bint pause) except *

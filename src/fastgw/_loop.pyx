@@ -174,6 +174,13 @@ cdef class Protocol:
     cdef bint is_idle(self):
         return self.conn.rend == self.conn.rstart
 
+    cdef double deadline(self):
+        """Monotonic time by which the connection must make progress; 0 for none."""
+        return 0.0
+
+    cdef void timed_out(self) except *:
+        self.conn.close()
+
     cdef void connection_lost(self):
         pass
 
@@ -201,6 +208,11 @@ cdef class Listener(Handle):
         cdef int i
         for i in range(ACCEPT_BATCH):
             if self.loop.stopping:
+                return
+            if len(self.loop.conns) >= self.loop.max_connections:
+                log.warning("%d connections open, the --max-connections of this worker; "
+                            "not accepting more until some close", len(self.loop.conns))
+                self.loop.pause_accepting(True)
                 return
             addrlen = sizeof(addr)
             cfd = accept4(self.fd, <sockaddr *>&addr, &addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC)
@@ -260,6 +272,7 @@ cdef class Connection(Handle):
                     self.protocol.write_drained()
         if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
             self.readable = True
+        if self.readable and not self.closed:
             self.read_ready()
 
     cdef void read_ready(self) except *:
@@ -492,7 +505,7 @@ cdef class Loop:
         self.conns = {}
         self.listeners = []
         self.closing = []
-        self.keepalive_timeout = 5.0
+        self.max_connections = 4096
         self.io_timeout = 30.0
         self.graceful_timeout = 30.0
 
@@ -523,9 +536,23 @@ cdef class Loop:
 
     cdef void forget(self, Connection conn):
         self.conns.pop(conn.fd, None)
+        if self.accept_paused and len(self.conns) < self.max_connections * 9 // 10:
+            self.pause_accepting(False)
         # Keep the object alive until the current batch of events is dispatched:
         # a later event of the batch may still point at it.
         self.closing.append(conn)
+
+    cdef void pause_accepting(self, bint pause) except *:
+        cdef Listener listener
+        cdef epoll_event ev
+        if pause == self.accept_paused or self.stopping:
+            return
+        self.accept_paused = pause
+        for listener in self.listeners:
+            if pause:
+                epoll_ctl(self.epfd, EPOLL_CTL_DEL, listener.fd, &ev)
+            else:
+                self.register(listener, EPOLLIN | EPOLLEXCLUSIVE)
 
     def stop(self):
         """Stop accepting, let requests in flight finish, then make run() return."""
@@ -535,8 +562,9 @@ cdef class Loop:
             return
         self.stopping = True
         self.stop_deadline = monotonic() + self.graceful_timeout
-        for listener in self.listeners:
-            epoll_ctl(self.epfd, EPOLL_CTL_DEL, listener.fd, &ev)
+        if not self.accept_paused:
+            for listener in self.listeners:
+                epoll_ctl(self.epfd, EPOLL_CTL_DEL, listener.fd, &ev)
         self.listeners = []
 
     @property
@@ -545,18 +573,23 @@ cdef class Loop:
 
     cdef void sweep(self, double now) except *:
         cdef Connection conn
+        cdef double deadline
         for conn in list(self.conns.values()):
             if conn.closed:
                 continue
-            idle = now - conn.last_active
             if conn.lingering:
-                if idle > LINGER_TIMEOUT:
+                if now - conn.last_active > LINGER_TIMEOUT:
                     conn.close()
-            elif conn.protocol.is_idle():
-                if self.stopping or idle > self.keepalive_timeout:
-                    conn.close()
-            elif idle > self.io_timeout:
+            elif self.stopping and conn.protocol.is_idle():
                 conn.close()
+            else:
+                deadline = conn.protocol.deadline()
+                if deadline and now > deadline:
+                    try:
+                        conn.protocol.timed_out()
+                    except Exception:
+                        log.exception("internal error timing out a connection; closing it")
+                        conn.close()
 
     def run(self):
         cdef epoll_event events[MAX_EVENTS]
@@ -581,6 +614,10 @@ cdef class Loop:
                 handle = <Handle>events[i].data.ptr
                 try:
                     handle.on_event(events[i].events)
+                except MemoryError:
+                    log.error("out of memory on a connection; closing it")
+                    if isinstance(handle, Connection):
+                        (<Connection>handle).close()
                 except Exception:
                     log.exception("internal error on a connection; closing it")
                     if isinstance(handle, Connection):

@@ -18,6 +18,16 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def seconds(text):
     try:
         value = float(text)
@@ -60,6 +70,32 @@ def build_parser():
                        help="close idle keep-alive connections after this long (default 5)")
     serve.add_argument("--graceful-timeout", type=seconds, default=30.0, metavar="SECONDS",
                        help="on SIGTERM, how long requests in flight may take (default 30)")
+    serve.add_argument("--header-timeout", type=seconds, default=10.0, metavar="SECONDS",
+                       help="a request head must arrive within this long, else 408 (default 10)")
+    serve.add_argument("--io-timeout", type=seconds, default=30.0, metavar="SECONDS",
+                       help="how long a request may wait for the client to send more of its "
+                            "body or to take more of the response (default 30)")
+    serve.add_argument("--max-connections", type=positive_int, default=4096, metavar="N",
+                       help="open connections per worker; beyond it accepting pauses "
+                            "(default 4096)")
+    limits = serve.add_argument_group("request limits (bytes unless noted)")
+    limits.add_argument("--limit-request-line", type=positive_int, default=8190, metavar="N",
+                        help="longest request line, else 414 (default 8190)")
+    limits.add_argument("--limit-request-field-size", type=positive_int, default=8190,
+                        metavar="N", help="longest header field line, else 431 (default 8190)")
+    limits.add_argument("--limit-request-fields", type=positive_int, default=100, metavar="N",
+                        help="most header fields, else 431 (default 100)")
+    limits.add_argument("--limit-request-head", type=positive_int, default=65536, metavar="N",
+                        help="largest request head (line and fields), else 431 (default 65536)")
+    limits.add_argument("--limit-request-body", type=non_negative_int, default=0, metavar="N",
+                        help="largest request body, also chunked, else 413; 0 = no limit "
+                             "(default 0)")
+    limits.add_argument("--limit-chunk-line", type=positive_int, default=4096, metavar="N",
+                        help="longest chunk-size line with its extensions, else 400 "
+                             "(default 4096)")
+    limits.add_argument("--limit-trailer-size", type=positive_int, default=8192, metavar="N",
+                        help="largest trailer section of a chunked body, else 400 "
+                             "(default 8192)")
     return parser
 
 
@@ -76,6 +112,16 @@ def config_from_args(args):
         access_log=args.access_log,
         keepalive=args.keepalive,
         graceful_timeout=args.graceful_timeout,
+        header_timeout=args.header_timeout,
+        io_timeout=args.io_timeout,
+        max_connections=args.max_connections,
+        limit_request_line=args.limit_request_line,
+        limit_request_field_size=args.limit_request_field_size,
+        limit_request_fields=args.limit_request_fields,
+        limit_request_head=args.limit_request_head,
+        limit_request_body=args.limit_request_body,
+        limit_chunk_line=args.limit_chunk_line,
+        limit_trailer_size=args.limit_trailer_size,
     )
 
 

@@ -61,6 +61,16 @@ class Config:
     access_log: Optional[str] = None
     keepalive: float = 5.0
     graceful_timeout: float = 30.0
+    header_timeout: float = 10.0
+    io_timeout: float = 30.0
+    max_connections: int = 4096
+    limit_request_line: int = 8190
+    limit_request_field_size: int = 8190
+    limit_request_fields: int = 100
+    limit_request_head: int = 65536
+    limit_request_body: int = 0
+    limit_chunk_line: int = 4096
+    limit_trailer_size: int = 8192
 
     def __post_init__(self):
         if self.workers < 1:
@@ -73,6 +83,19 @@ class Config:
             raise ConfigError(f"--keepalive {self.keepalive}: must be 0 or more seconds")
         if self.graceful_timeout < 0:
             raise ConfigError(f"--graceful-timeout {self.graceful_timeout}: must be 0 or more seconds")
+        for name in ("header_timeout", "io_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be "
+                                  f"more than 0 seconds")
+        for name in ("max_connections", "limit_request_line", "limit_request_field_size",
+                     "limit_request_fields", "limit_request_head", "limit_chunk_line",
+                     "limit_trailer_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be "
+                                  f"at least 1")
+        if self.limit_request_body < 0:
+            raise ConfigError(f"--limit-request-body {self.limit_request_body}: must be 0 "
+                              f"(no limit) or more bytes")
         if self.chdir is not None and not os.path.isdir(self.chdir):
             raise ConfigError(f"--chdir {self.chdir!r}: no such directory")
         if not self.binds:

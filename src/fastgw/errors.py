@@ -27,9 +27,22 @@ class ClientDisconnected(OSError):
     """The client went away (or stopped reading/sending) while a request was in progress."""
 
 
+REASONS = {
+    400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+    417: "Expectation Failed", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+
 class HttpError(Exception):
     """A request that cannot be framed or served safely; answered with `status` and closed."""
 
     def __init__(self, status, message):
         super().__init__(message)
         self.status = status
+
+    @property
+    def status_line(self):
+        return f"{self.status} {REASONS.get(self.status, 'Error')}"

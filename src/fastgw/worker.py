@@ -4,7 +4,7 @@ import os
 import signal
 import sys
 
-from fastgw._http import HttpProtocol
+from fastgw._http import HttpProtocol, HttpSettings
 from fastgw._loop import Loop
 from fastgw.accesslog import AccessLog
 from fastgw.errors import AppLoadError
@@ -41,12 +41,20 @@ class Worker:
             return BOOT_ERROR
         access_log = AccessLog(self.config.access_log) if self.config.access_log else None
         handler = WsgiHandler(app, multiprocess=self.config.workers > 1, access_log=access_log)
+        config = self.config
+        settings = HttpSettings(
+            request_line=config.limit_request_line, field_size=config.limit_request_field_size,
+            fields=config.limit_request_fields, head=config.limit_request_head,
+            body=config.limit_request_body, chunk_line=config.limit_chunk_line,
+            trailer=config.limit_trailer_size, header_timeout=config.header_timeout,
+            keepalive_timeout=config.keepalive)
         loop = self.loop = Loop()
-        loop.keepalive_timeout = self.config.keepalive
-        loop.graceful_timeout = self.config.graceful_timeout
+        loop.io_timeout = config.io_timeout
+        loop.graceful_timeout = config.graceful_timeout
+        loop.max_connections = config.max_connections
         loop.tick = self.tick
         for sock, bind in self.sockets:
-            loop.add_listener(sock, bind.scheme, lambda conn: HttpProtocol(handler))
+            loop.add_listener(sock, bind.scheme, lambda conn: HttpProtocol(handler, settings))
         if self.ready_fd is not None:
             os.write(self.ready_fd, b"1")
             os.close(self.ready_fd)

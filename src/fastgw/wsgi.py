@@ -164,13 +164,13 @@ class WsgiHandler:
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
-            "SCRIPT_NAME": "",
             "SERVER_SOFTWARE": f"fastgw/{__version__}",
         }
 
     def environ(self, req):
         env = self.template.copy()
         env["REQUEST_METHOD"] = req.method
+        env["SCRIPT_NAME"] = req.script_name
         env["PATH_INFO"] = req.path
         env["QUERY_STRING"] = req.query
         env["REQUEST_URI"] = req.target
@@ -215,8 +215,8 @@ class WsgiHandler:
             log.info("client %s went away: %s", req.peer, e)
             resp.abort()
         except HttpError as e:
-            log.info("bad request body from %s: %s", req.peer, e)
-            self.fail(ex, f"{e.status} Bad Request", str(e))
+            log.info("bad request body from %s: %s %s", req.peer, e.status, e)
+            self.fail(ex, e.status_line, str(e))
         except Exception:
             log.exception("error in the application for %s %s", req.method, req.target)
             self.fail(ex, "500 Internal Server Error", "Internal Server Error")
