@@ -16,8 +16,6 @@ setup(
         extensions,
         compiler_directives={
             "language_level": 3,
-            "boundscheck": False,
-            "wraparound": False,
             "initializedcheck": False,
             "cdivision": True,
         },

@@ -483,7 +483,7 @@ cdef class HttpProtocol(Protocol):
         cdef str text = f"{status} {REASONS.get(status, 'Error')}: {message}\n"
         cdef bytes body = text.encode("latin-1", "backslashreplace")
         log.info("refused request from %s: %s %s", self.conn.peer, status, message)
-        if self._head_sent:
+        if self.busy and self._head_sent:
             self.conn.close()
             return
         head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nServer: fastgw\r\n"
@@ -738,6 +738,7 @@ cdef class HttpProtocol(Protocol):
             conn.close()
         finally:
             self.busy = False
+            self._head_sent = False
         self.req = None
         if conn.closed:
             return

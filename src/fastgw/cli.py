@@ -38,8 +38,16 @@ def seconds(text):
     return value
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with errors in fastgw's one-line `fastgw: error: ...` form."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"fastgw: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="fastgw", description="A fast gateway between the web and Python (WSGI) applications.")
     parser.add_argument("--version", action="version", version=f"fastgw {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -41,7 +41,7 @@ class Master:
                 log.info("Listening at: %s (%d)", bind.describe(port), os.getpid())
             self.install_signals()
             if not self.boot_first_worker():
-                return 1
+                return 0 if self.stopping else 1
             return self.supervise()
         finally:
             self.kill_all(signal.SIGKILL)
@@ -105,7 +105,9 @@ class Master:
                         break
                     _, status = os.waitpid(pid, 0)
                     self.workers.pop(pid, None)
-                    if os.waitstatus_to_exitcode(status) == BOOT_ERROR:
+                    if self.stopping:
+                        log.info("Shutting down: stopped before the first worker was ready")
+                    elif os.waitstatus_to_exitcode(status) == BOOT_ERROR:
                         log.error("the application could not be loaded; stopping")
                     else:
                         log.error("the first worker exited (%s) before it was ready; stopping",
