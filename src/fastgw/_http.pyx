@@ -14,7 +14,7 @@
 # h11 do); a CR anywhere else is rejected.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.unicode cimport PyUnicode_DecodeLatin1
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memchr, memcpy, memcmp
 from libc.stdio cimport snprintf
 
@@ -128,6 +128,54 @@ cdef str decode_path(const char *p, Py_ssize_t n):
         return PyUnicode_DecodeLatin1(out, j, NULL)
     finally:
         free(out)
+
+
+cdef bint valid_chunk_extensions(const char *p, Py_ssize_t i, Py_ssize_t n):
+    """RFC 9112 7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )."""
+    cdef Py_ssize_t start
+    cdef unsigned char c
+    while True:
+        while i < n and is_ows(p[i]):
+            i += 1
+        if i == n:
+            return True
+        if p[i] != b';':
+            return False
+        i += 1
+        while i < n and is_ows(p[i]):
+            i += 1
+        start = i
+        while i < n and TCHAR[<unsigned char>p[i]]:
+            i += 1
+        if i == start:
+            return False
+        while i < n and is_ows(p[i]):
+            i += 1
+        if i == n or p[i] != b'=':
+            continue
+        i += 1
+        while i < n and is_ows(p[i]):
+            i += 1
+        if i < n and p[i] == b'"':
+            i += 1
+            while i < n and p[i] != b'"':
+                if p[i] == b'\\':
+                    i += 1
+                    if i == n:
+                        return False
+                c = <unsigned char>p[i]
+                if (c < 0x20 and c != 0x09) or c == 0x7f:
+                    return False
+                i += 1
+            if i == n:
+                return False
+            i += 1
+        else:
+            start = i
+            while i < n and TCHAR[<unsigned char>p[i]]:
+                i += 1
+            if i == start:
+                return False
 
 
 cdef Py_ssize_t str_len(object s, str what) except -1:
@@ -253,15 +301,8 @@ cdef class HttpBody:
                 i += 1
             if digits == 0 or digits > 15:
                 self.fail(f"invalid chunk size line: {p[:line_len]!r}")
-            while i < line_len and is_ows(p[i]):
-                i += 1
-            if i < line_len:
-                if p[i] != b';':
-                    self.fail(f"invalid chunk size line: {p[:line_len]!r}")
-                while i < line_len:
-                    if (<unsigned char>p[i] < 0x20 and p[i] != b'\t') or <unsigned char>p[i] == 0x7f:
-                        self.fail(f"invalid character in chunk extension: {p[:line_len]!r}")
-                    i += 1
+            if not valid_chunk_extensions(p, i, line_len):
+                self.fail(f"invalid chunk size line: {p[:line_len]!r}")
             if nl - p > self.proto.settings.chunk_line:
                 self.fail("chunk size line too long")
             self.received += size
@@ -541,6 +582,10 @@ cdef class HttpProtocol(Protocol):
         if t_end == t_start or i >= line_end or buf[i] != b' ':
             raise HttpError(400, f"invalid request line: {buf[:min(line_end, 100)]!r}")
         v_start = i + 1
+        if (line_end - v_start >= 6 and memcmp(buf + v_start, b"HTTP/", 5) == 0
+                and c'2' <= buf[v_start + 5] <= c'9'):
+            raise HttpError(505, f"{buf[v_start:line_end][:20].decode('latin-1')} is not "
+                                 f"supported; use HTTP/1.1")
         if (line_end - v_start != 8 or memcmp(buf + v_start, b"HTTP/", 5) != 0
                 or HEXVAL[<unsigned char>buf[v_start + 5]] > 9 or buf[v_start + 6] != b'.'
                 or HEXVAL[<unsigned char>buf[v_start + 7]] > 9):
@@ -939,3 +984,65 @@ cdef class HttpProtocol(Protocol):
         """Give up on the response after its head went out: the client sees a cut body."""
         self.finished = True
         self.conn.close()
+
+
+cdef class ReplayConnection(Connection):
+    """A Connection with no socket, fed pre-split pieces: the parser's test and fuzz entry."""
+
+    cdef list pieces
+
+    cdef Py_ssize_t recv_some(self) except -2:
+        cdef bytes piece
+        cdef Py_ssize_t n
+        cdef char *grown
+        if not self.pieces:
+            return 0
+        piece = self.pieces.pop(0)
+        n = len(piece)
+        if self.rstart == self.rend:
+            self.rstart = self.rend = 0
+        if self.rend + n > self.rcap:
+            grown = <char *>realloc(self.rbuf, self.rend + n)
+            if grown == NULL:
+                raise MemoryError()
+            self.rbuf = grown
+            self.rcap = self.rend + n
+        memcpy(self.rbuf + self.rend, PyBytes_AS_STRING(piece), n)
+        self.rend += n
+        return n
+
+
+def parse_pieces(pieces, HttpSettings settings=None):
+    """Parse requests (and read their bodies) from byte strings arriving one after another.
+
+    Returns a list of (method, target, path, query, version, headers, body) and a flag
+    telling whether the stream ended in the middle of a request; HttpError for bad input.
+    """
+    cdef ReplayConnection conn = ReplayConnection.__new__(ReplayConnection)
+    cdef HttpProtocol proto = HttpProtocol(None, settings or HttpSettings())
+    cdef list requests = []
+    conn.fd = -1
+    conn.pieces = [bytes(p) for p in pieces if p]
+    conn.out = []
+    conn.rbuf = <char *>malloc(1)
+    conn.rcap = 1
+    proto.conn = conn
+    while True:
+        while conn.rstart < conn.rend and (conn.rbuf[conn.rstart] == b'\r'
+                                           or conn.rbuf[conn.rstart] == b'\n'):
+            conn.rstart += 1
+            proto.scan_pos = 0
+        if conn.rstart == conn.rend and conn.recv_some() == 0:
+            return requests, False
+        if not proto.parse_head():
+            if conn.recv_some() == 0:
+                return requests, True
+            continue
+        req = proto.req
+        proto.expect_continue = False
+        try:
+            body = proto.body.read()
+        except ClientDisconnected:
+            return requests, True
+        requests.append((req.method, req.target, req.path, req.query, req.version,
+                         req.headers, body))
