@@ -9,6 +9,8 @@ extensions = [
               extra_compile_args=CFLAGS),
     Extension("fastgw._http", ["src/fastgw/_http.pyx", "csrc/httpdate.c"],
               include_dirs=["csrc"], extra_compile_args=CFLAGS),
+    Extension("fastgw._fcgi", ["src/fastgw/_fcgi.pyx"], extra_compile_args=CFLAGS),
+    Extension("fastgw._scgi", ["src/fastgw/_scgi.pyx"], extra_compile_args=CFLAGS),
 ]
 
 setup(

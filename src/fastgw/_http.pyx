@@ -18,7 +18,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memchr, memcpy, memcmp
 from libc.stdio cimport snprintf
 
-from fastgw._loop cimport Connection, Protocol, Request
+from fastgw._loop cimport BodyReader, Connection, Protocol, Request
 
 import logging
 
@@ -192,18 +192,104 @@ cdef char *put(char *w, const char *src, Py_ssize_t n):
     return w + n
 
 
+cdef bytes STATUS_LINE_PREFIX = b"HTTP/1.1 "
+cdef bytes CGI_STATUS_PREFIX = b"Status: "
+cdef bytes CONNECTION_CLOSE = b"Connection: close\r\n"
+cdef bytes CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+
+
+cdef bytes build_head(bytes prefix, str status, list headers, Py_ssize_t length,
+                      bint server_and_date, bint chunked, bytes connection):
+    """Encode a response head: `prefix` + status line, the app's headers (checked: token
+    names, no CR/LF/NUL in values), then Server/Date, Content-Length or chunked, Connection.
+    HTTP uses the prefix b"HTTP/1.1 "; CGI-style protocols (FastCGI, SCGI, uwsgi) b"Status: ".
+    """
+    cdef Py_ssize_t size, status_len, nlen, vlen, k
+    cdef bint own_date = not server_and_date, own_server = not server_and_date
+    cdef const unsigned char *s
+    cdef char lenbuf[32]
+    cdef int lenlen = 0
+    cdef bytes out
+    cdef char *w
+    cdef object item
+    status_len = str_len(status, "status")
+    if status_len < 4 or not (b'1' <= (<const char *>PyUnicode_DATA(status))[0] <= b'5'):
+        raise ValueError(f"malformed status line: {status!r}")
+    size = len(prefix) + status_len + 2
+    for item in headers:
+        if not PyTuple_Check(item) or len(item) != 2:
+            raise TypeError(f"response header must be a (name, value) tuple: {item!r}")
+        nlen = str_len(item[0], "header name")
+        vlen = str_len(item[1], f"value of header {item[0]!r}")
+        s = <const unsigned char *>PyUnicode_DATA(item[0])
+        if nlen == 4 and name_is(<const char *>s, 4, b"date", 4):
+            own_date = True
+        elif nlen == 6 and name_is(<const char *>s, 6, b"server", 6):
+            own_server = True
+        size += nlen + vlen + 4
+    if not own_server:
+        size += 16
+    if not own_date:
+        size += 8 + FASTGW_HTTP_DATE_LEN
+    if length >= 0:
+        lenlen = snprintf(lenbuf, sizeof(lenbuf), b"Content-Length: %zd\r\n", length)
+        size += lenlen
+    if chunked:
+        size += 28
+    if connection is not None:
+        size += len(connection)
+    size += 2
+    out = PyBytes_FromStringAndSize(NULL, size)
+    w = PyBytes_AS_STRING(out)
+    w = put(w, prefix, len(prefix))
+    s = <const unsigned char *>PyUnicode_DATA(status)
+    for k in range(status_len):
+        if (s[k] < 0x20 and s[k] != 0x09) or s[k] == 0x7f:
+            raise ValueError(f"control character in status line {status!r}")
+    w = put(w, <const char *>s, status_len)
+    w = put(w, b"\r\n", 2)
+    if not own_server:
+        w = put(w, b"Server: fastgw\r\n", 16)
+    if not own_date:
+        w = put(w, b"Date: ", 6)
+        w = put(w, fastgw_http_date(), FASTGW_HTTP_DATE_LEN)
+        w = put(w, b"\r\n", 2)
+    for item in headers:
+        name = item[0]
+        value = item[1]
+        nlen = PyUnicode_GET_LENGTH(name)
+        vlen = PyUnicode_GET_LENGTH(value)
+        s = <const unsigned char *>PyUnicode_DATA(name)
+        if nlen == 0:
+            raise ValueError("empty response header name")
+        for k in range(nlen):
+            if not TCHAR[s[k]]:
+                raise ValueError(f"invalid character in response header name {name!r}")
+        w = put(w, <const char *>s, nlen)
+        w = put(w, b": ", 2)
+        s = <const unsigned char *>PyUnicode_DATA(value)
+        for k in range(vlen):
+            if (s[k] < 0x20 and s[k] != 0x09) or s[k] == 0x7f:
+                raise ValueError(f"control character in the value of response header {name!r}")
+        w = put(w, <const char *>s, vlen)
+        w = put(w, b"\r\n", 2)
+    if lenlen:
+        w = put(w, lenbuf, lenlen)
+    if chunked:
+        w = put(w, b"Transfer-Encoding: chunked\r\n", 28)
+    if connection is not None:
+        w = put(w, connection, len(connection))
+    put(w, b"\r\n", 2)
+    return out
+
+
+def encode_cgi_head(str status, list headers, Py_ssize_t length=-1):
+    """The head of a CGI-style response (`Status: ...`), for Python callers."""
+    return build_head(CGI_STATUS_PREFIX, status, headers, length, False, False, None)
+
+
 cdef class HttpSettings:
     """Limits and timeouts of the HTTP protocol (the --limit-* and *-timeout flags)."""
-
-    cdef public Py_ssize_t request_line
-    cdef public Py_ssize_t field_size
-    cdef public Py_ssize_t fields
-    cdef public Py_ssize_t head
-    cdef public Py_ssize_t body
-    cdef public Py_ssize_t chunk_line
-    cdef public Py_ssize_t trailer
-    cdef public double header_timeout
-    cdef public double keepalive_timeout
 
     def __init__(self, request_line=8190, field_size=8190, fields=100, head=65536, body=0,
                  chunk_line=4096, trailer=8192, header_timeout=10.0, keepalive_timeout=5.0):
@@ -218,16 +304,12 @@ cdef class HttpSettings:
         self.keepalive_timeout = keepalive_timeout
 
 
-cdef class HttpBody:
-    """wsgi.input for an HTTP request: reads the body from the connection as it arrives."""
+cdef class HttpBody(BodyReader):
+    """wsgi.input for HTTP: Content-Length or chunked, with 100-continue on first read."""
 
     cdef HttpProtocol proto
-    cdef Connection conn
     cdef bint chunked
-    cdef readonly bint done
-    cdef Py_ssize_t remaining
     cdef ChunkState cstate
-    cdef readonly bint started
     cdef Py_ssize_t trailer_bytes
     cdef Py_ssize_t received
     cdef Py_ssize_t limit
@@ -239,7 +321,7 @@ cdef class HttpBody:
         if not self.started:
             self.started = True
             # RFC 9110 10.1.1: no 100 (Continue) once some of the body is already here.
-            if conn.rend == conn.rstart:
+            if conn.rend == conn.rstart and self.proto is not None:
                 self.proto.send_continue()
         while not self.done:
             if self.chunked and self.cstate != CHUNK_DATA:
@@ -328,98 +410,14 @@ cdef class HttpBody:
         return True
 
     cdef int fail(self, str message) except -1:
-        self.proto.keep_alive = False
+        if self.proto is not None:
+            self.proto.keep_alive = False
         raise HttpError(400, message)
 
-    cdef bytes take(self, Py_ssize_t n):
-        cdef Connection conn = self.conn
-        cdef bytes data = PyBytes_FromStringAndSize(conn.rbuf + conn.rstart, n)
-        conn.rstart += n
-        self.remaining -= n
-        if self.remaining == 0 and not self.chunked:
-            self.done = True
-        return data
-
-    def read(self, size=-1):
-        cdef Py_ssize_t want, avail
-        cdef list parts = []
-        if size is None or size < 0:
-            while True:
-                avail = self.available()
-                if avail == 0:
-                    break
-                parts.append(self.take(avail))
-            return b"".join(parts)
-        want = size
-        while want > 0:
-            avail = self.available()
-            if avail == 0:
-                break
-            parts.append(self.take(avail if avail < want else want))
-            want -= len(parts[-1])
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
-
-    def readline(self, size=-1):
-        cdef Py_ssize_t limit, avail, n
-        cdef Py_ssize_t total = 0
-        cdef list parts = []
-        cdef const char *p
-        cdef const char *nl
-        if size is None:
-            size = -1
-        while size < 0 or total < size:
-            avail = self.available()
-            if avail == 0:
-                break
-            limit = avail if size < 0 or avail < size - total else size - total
-            p = self.conn.rbuf + self.conn.rstart
-            nl = <const char *>memchr(p, b'\n', limit)
-            n = (nl - p) + 1 if nl != NULL else limit
-            parts.append(self.take(n))
-            total += n
-            if nl != NULL:
-                break
-        return b"".join(parts)
-
-    def readlines(self, hint=-1):
-        lines = []
-        total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                break
-            lines.append(line)
-            total += len(line)
-            if hint is not None and 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
     cdef bint drain(self, Py_ssize_t limit) except -1:
-        """Discard the unread rest of the body if it is small; True if it was all read."""
-        cdef Py_ssize_t avail, total = 0
         if not self.chunked and self.remaining > limit:
             return False
-        while total <= limit:
-            avail = self.available()
-            if avail == 0:
-                return True
-            self.conn.rstart += avail
-            self.remaining -= avail
-            total += avail
-            if self.remaining == 0 and not self.chunked:
-                self.done = True
-        return False
+        return BodyReader.drain(self, limit)
 
 
 cdef class EmptyBody(HttpBody):
@@ -823,6 +821,7 @@ cdef class HttpProtocol(Protocol):
         cdef bint no_body = code < 200 or code == 204 or code == 304
         cdef bint add_length = False
         cdef HttpBody body = self.body
+        cdef bytes connection
         self.status_code = code
         self.body_allowed = not (no_body or self.head_request)
         self.chunked = False
@@ -843,86 +842,15 @@ cdef class HttpProtocol(Protocol):
             self.chunked = True
         else:
             self.keep_alive = False
-        self.conn.queue(self.encode_head(status, headers, length if add_length else -1))
-        self._head_sent = True
-
-    cdef bytes encode_head(self, str status, list headers, Py_ssize_t length):
-        cdef Py_ssize_t size, status_len, nlen, vlen, k
-        cdef bint own_date = False, own_server = False
-        cdef const unsigned char *s
-        cdef char lenbuf[32]
-        cdef int lenlen = 0
-        cdef bytes out
-        cdef char *w
-        cdef str conn_header = None
-        cdef object item
-        status_len = str_len(status, "status")
-        size = 9 + status_len + 2
-        for item in headers:
-            if not PyTuple_Check(item) or len(item) != 2:
-                raise TypeError(f"response header must be a (name, value) tuple: {item!r}")
-            nlen = str_len(item[0], "header name")
-            vlen = str_len(item[1], f"value of header {item[0]!r}")
-            s = <const unsigned char *>PyUnicode_DATA(item[0])
-            if nlen == 4 and name_is(<const char *>s, 4, b"date", 4):
-                own_date = True
-            elif nlen == 6 and name_is(<const char *>s, 6, b"server", 6):
-                own_server = True
-            size += nlen + vlen + 4
-        if not own_server:
-            size += 16
-        if not own_date:
-            size += 8 + FASTGW_HTTP_DATE_LEN
-        if length >= 0:
-            lenlen = snprintf(lenbuf, sizeof(lenbuf), b"Content-Length: %zd\r\n", length)
-            size += lenlen
-        if self.chunked:
-            size += 28
         if not self.keep_alive:
-            conn_header = "Connection: close\r\n"
+            connection = CONNECTION_CLOSE
         elif self.version == 10:
-            conn_header = "Connection: keep-alive\r\n"
-        if conn_header is not None:
-            size += len(conn_header)
-        size += 2
-        out = PyBytes_FromStringAndSize(NULL, size)
-        w = PyBytes_AS_STRING(out)
-        w = put(w, b"HTTP/1.1 ", 9)
-        w = put(w, <const char *>PyUnicode_DATA(status), status_len)
-        w = put(w, b"\r\n", 2)
-        if not own_server:
-            w = put(w, b"Server: fastgw\r\n", 16)
-        if not own_date:
-            w = put(w, b"Date: ", 6)
-            w = put(w, fastgw_http_date(), FASTGW_HTTP_DATE_LEN)
-            w = put(w, b"\r\n", 2)
-        for item in headers:
-            name = item[0]
-            value = item[1]
-            nlen = PyUnicode_GET_LENGTH(name)
-            vlen = PyUnicode_GET_LENGTH(value)
-            s = <const unsigned char *>PyUnicode_DATA(name)
-            if nlen == 0:
-                raise ValueError("empty response header name")
-            for k in range(nlen):
-                if not TCHAR[s[k]]:
-                    raise ValueError(f"invalid character in response header name {name!r}")
-            w = put(w, <const char *>s, nlen)
-            w = put(w, b": ", 2)
-            s = <const unsigned char *>PyUnicode_DATA(value)
-            for k in range(vlen):
-                if (s[k] < 0x20 and s[k] != 0x09) or s[k] == 0x7f:
-                    raise ValueError(f"control character in the value of response header {name!r}")
-            w = put(w, <const char *>s, vlen)
-            w = put(w, b"\r\n", 2)
-        if lenlen:
-            w = put(w, lenbuf, lenlen)
-        if self.chunked:
-            w = put(w, b"Transfer-Encoding: chunked\r\n", 28)
-        if conn_header is not None:
-            w = put(w, <const char *>PyUnicode_DATA(conn_header), len(conn_header))
-        put(w, b"\r\n", 2)
-        return out
+            connection = CONNECTION_KEEP_ALIVE
+        else:
+            connection = None
+        self.conn.queue(build_head(STATUS_LINE_PREFIX, status, headers,
+                                   length if add_length else -1, True, self.chunked, connection))
+        self._head_sent = True
 
     def write(self, bytes data not None):
         """Send body bytes (framed as chunks when chunked); blocks while the client lags."""

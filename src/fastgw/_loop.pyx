@@ -10,12 +10,12 @@
 # not arrived, writing a response faster than the client reads) the connection
 # waits on its own fd with poll(2), bounded by io_timeout: the worker is busy with
 # that request anyway. Timers are a once-a-second sweep over the connections.
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from libc.errno cimport errno, EAGAIN, EINTR, ECONNABORTED, EMFILE, ENFILE
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memmove
+from libc.string cimport memchr, memmove
 from posix.types cimport off_t
 from posix.unistd cimport close as c_close
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -183,6 +183,117 @@ cdef class Protocol:
 
     cdef void connection_lost(self):
         pass
+
+
+cdef class BodyReader:
+    """wsgi.input: the request body, read from the connection as the application asks.
+
+    This base reads `remaining` bytes straight off the connection (Content-Length,
+    SCGI, uwsgi); protocols with framing override available() and take().
+    """
+
+    cdef Py_ssize_t available(self) except -1:
+        """Body bytes ready to take (waiting for some if needed); 0 once the body is over."""
+        cdef Connection conn = self.conn
+        cdef Py_ssize_t avail
+        self.started = True
+        if self.remaining == 0:
+            self.done = True
+            return 0
+        avail = conn.rend - conn.rstart
+        if avail == 0:
+            conn.fill_blocking()
+            avail = conn.rend - conn.rstart
+        return avail if avail < self.remaining else self.remaining
+
+    cdef bytes take(self, Py_ssize_t n):
+        cdef Connection conn = self.conn
+        cdef bytes data = PyBytes_FromStringAndSize(conn.rbuf + conn.rstart, n)
+        conn.rstart += n
+        self.remaining -= n
+        return data
+
+    def read(self, size=-1):
+        cdef Py_ssize_t want, avail
+        cdef list parts = []
+        cdef bytes part
+        if size is None or size < 0:
+            while True:
+                avail = self.available()
+                if avail == 0:
+                    break
+                parts.append(self.take(avail))
+            return b"".join(parts)
+        want = size
+        while want > 0:
+            avail = self.available()
+            if avail == 0:
+                break
+            part = self.take(avail if avail < want else want)
+            parts.append(part)
+            want -= len(part)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    cdef const char *peek(self):
+        """Where the bytes that available() counted start."""
+        return self.conn.rbuf + self.conn.rstart
+
+    def readline(self, size=-1):
+        cdef Py_ssize_t limit, avail, n
+        cdef Py_ssize_t total = 0
+        cdef list parts = []
+        cdef const char *p
+        cdef const char *nl
+        if size is None:
+            size = -1
+        while size < 0 or total < size:
+            avail = self.available()
+            if avail == 0:
+                break
+            limit = avail if size < 0 or avail < size - total else size - total
+            p = self.peek()
+            nl = <const char *>memchr(p, b'\n', limit)
+            n = (nl - p) + 1 if nl != NULL else limit
+            parts.append(self.take(n))
+            total += n
+            if nl != NULL:
+                break
+        return b"".join(parts)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    cdef bint drain(self, Py_ssize_t limit) except -1:
+        """Discard the unread rest of the body if it is small; True if it was all read."""
+        cdef Py_ssize_t avail, total = 0
+        while total <= limit:
+            avail = self.available()
+            if avail == 0:
+                return True
+            self.take(avail)
+            total += avail
+        return False
 
 
 cdef class Request:

@@ -1,0 +1,489 @@
+# FastCGI 1.0, responder role, server side (the web server in front is the client).
+#
+# Strategy: records are handled whole (a record is at most 8 + 65535 + 255 bytes,
+# so the connection buffer grows to hold one). Each request id gets an FcgiRequest
+# that collects PARAMS; when its PARAMS stream ends the request is dispatched to
+# the handler, inline, one at a time per connection. While an application reads
+# its body (STDIN records, streamed into wsgi.input) records of other requests
+# multiplexed on the same connection are collected for later: their PARAMS and
+# STDIN are buffered and they run after the current one. Responses go out as
+# STDOUT records (split at 65535 bytes, padded to 8), files with sendfile(2) per
+# record, then an empty STDOUT and END_REQUEST. Bad framing closes the connection.
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.string cimport memcpy
+
+from fastgw._http cimport HttpSettings, build_head
+from fastgw._loop cimport BodyReader, Connection, Protocol, Request
+
+import logging
+
+from fastgw.cgiparams import request_from_params
+from fastgw.errors import ClientDisconnected
+
+log = logging.getLogger("fastgw.error")
+
+cdef enum:
+    FCGI_VERSION = 1
+    BEGIN_REQUEST = 1
+    ABORT_REQUEST = 2
+    END_REQUEST = 3
+    PARAMS = 4
+    STDIN = 5
+    STDOUT = 6
+    STDERR = 7
+    DATA = 8
+    GET_VALUES = 9
+    GET_VALUES_RESULT = 10
+    UNKNOWN_TYPE = 11
+    RESPONDER = 1
+    KEEP_CONN = 1
+    REQUEST_COMPLETE = 0
+    UNKNOWN_ROLE = 3
+    MAX_CONTENT = 65535
+    FLUSH_THRESHOLD = 65536
+    MAX_PENDING_STDIN = 1048576
+
+cdef bytes PADDING = b"\0" * 8
+cdef bytes CGI_PREFIX = b"Status: "
+
+
+class FcgiProtocolError(Exception):
+    """The client broke the FastCGI framing; the connection is closed."""
+
+
+cdef bytes record_header(int rtype, int rid, Py_ssize_t clen, int plen):
+    cdef unsigned char h[8]
+    h[0] = FCGI_VERSION
+    h[1] = rtype
+    h[2] = (rid >> 8) & 0xff
+    h[3] = rid & 0xff
+    h[4] = (clen >> 8) & 0xff
+    h[5] = clen & 0xff
+    h[6] = plen
+    h[7] = 0
+    return PyBytes_FromStringAndSize(<char *>h, 8)
+
+
+cdef dict parse_name_values(bytes data, str what):
+    """FastCGI name-value pairs (1- or 4-byte lengths) -> {name: value} as latin-1 str."""
+    cdef const unsigned char *p = data
+    cdef Py_ssize_t n = len(data), i = 0, nlen, vlen
+    cdef dict out = {}
+    while i < n:
+        nlen = p[i]
+        if nlen & 0x80:
+            if i + 4 > n:
+                raise FcgiProtocolError(f"truncated name length in {what}")
+            nlen = ((p[i] & 0x7f) << 24) | (p[i + 1] << 16) | (p[i + 2] << 8) | p[i + 3]
+            i += 4
+        else:
+            i += 1
+        if i >= n:
+            raise FcgiProtocolError(f"truncated value length in {what}")
+        vlen = p[i]
+        if vlen & 0x80:
+            if i + 4 > n:
+                raise FcgiProtocolError(f"truncated value length in {what}")
+            vlen = ((p[i] & 0x7f) << 24) | (p[i + 1] << 16) | (p[i + 2] << 8) | p[i + 3]
+            i += 4
+        else:
+            i += 1
+        if i + nlen + vlen > n:
+            raise FcgiProtocolError(f"name-value pair longer than the {what} stream")
+        out[data[i:i + nlen].decode("latin-1")] = data[i + nlen:i + nlen + vlen].decode("latin-1")
+        i += nlen + vlen
+    return out
+
+
+cdef bytes encode_name_value(bytes name, bytes value):
+    return bytes([len(name), len(value)]) + name + value
+
+
+cdef class FcgiRequest:
+    """One request id's state on a connection."""
+
+    cdef int rid
+    cdef bint keep_conn
+    cdef bytearray params
+    cdef bint params_done
+    cdef bytearray stdin
+    cdef bint stdin_done
+
+
+cdef class FcgiInput(BodyReader):
+    """wsgi.input over the STDIN records of one request."""
+
+    cdef FcgiProtocol proto
+    cdef FcgiRequest freq
+    cdef Py_ssize_t padding
+    cdef bytes pending
+    cdef Py_ssize_t pending_pos
+    cdef bint ended
+
+    cdef Py_ssize_t available(self) except -1:
+        cdef FcgiProtocol proto = self.proto
+        cdef Connection conn = self.conn
+        self.started = True
+        while True:
+            if self.pending is not None:
+                if self.pending_pos < len(self.pending):
+                    return len(self.pending) - self.pending_pos
+                self.pending = None
+            if self.remaining > 0:
+                return self.remaining
+            if self.ended:
+                self.done = True
+            if self.done:
+                return 0
+            if not proto.read_record():
+                conn.fill_blocking()
+                continue
+            if proto.rid == self.freq.rid and proto.rtype == STDIN:
+                conn.rstart += 8
+                if proto.clen == 0:
+                    conn.rstart += proto.plen
+                    self.done = True
+                    return 0
+                self.remaining = proto.clen
+                self.padding = proto.plen
+            elif proto.rid == self.freq.rid and proto.rtype == ABORT_REQUEST:
+                proto.consume_record()
+                raise ClientDisconnected("the web server aborted the request (FCGI_ABORT_REQUEST)")
+            else:
+                proto.handle_record()
+
+    cdef const char *peek(self):
+        if self.pending is not None:
+            return <const char *>self.pending + self.pending_pos
+        return self.conn.rbuf + self.conn.rstart
+
+    cdef bytes take(self, Py_ssize_t n):
+        cdef bytes data
+        if self.pending is not None:
+            data = self.pending[self.pending_pos:self.pending_pos + n]
+            self.pending_pos += n
+            return data
+        data = BodyReader.take(self, n)
+        if self.remaining == 0:
+            self.conn.rstart += self.padding
+            self.padding = 0
+        return data
+
+
+cdef class FcgiErrors:
+    """wsgi.errors of a FastCGI request: text goes to the web server as STDERR records."""
+
+    cdef FcgiProtocol proto
+    cdef int rid
+
+    def write(self, text):
+        data = text.encode("utf-8", "backslashreplace") if isinstance(text, str) else bytes(text)
+        if data and self.proto.current is not None and self.proto.current.rid == self.rid:
+            self.proto.queue_stream(STDERR, self.rid, data)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+
+cdef class FcgiProtocol(Protocol):
+    """The server side of one FastCGI connection, and the responder of its current request."""
+
+    cdef object handler
+    cdef HttpSettings settings
+    cdef dict requests
+    cdef list ready
+    cdef FcgiRequest current
+    cdef bint busy
+    cdef bint close_when_done
+    # the record at the buffer start (set by read_record)
+    cdef int rtype
+    cdef int rid
+    cdef Py_ssize_t clen
+    cdef int plen
+    # response state of the current request
+    cdef bint _head_sent
+    cdef bint body_allowed
+    cdef bint head_request
+    cdef bint finished
+    cdef Py_ssize_t sent
+    cdef readonly int status_code
+
+    def __cinit__(self, handler, HttpSettings settings not None):
+        self.handler = handler
+        self.settings = settings
+        self.requests = {}
+        self.ready = []
+
+    cdef bint is_idle(self):
+        return not self.busy and not self.requests and self.conn.rend == self.conn.rstart
+
+    cdef double deadline(self):
+        if self.busy:
+            return 0.0
+        if self.is_idle():
+            return self.conn.last_active + self.settings.keepalive_timeout
+        return self.conn.last_active + self.conn.loop.io_timeout
+
+    cdef void write_drained(self) except *:
+        self.data_received()
+
+    cdef void data_received(self) except *:
+        cdef Connection conn = self.conn
+        if self.busy:
+            return
+        try:
+            while not conn.closed and not conn.paused and not conn.want_close:
+                if self.ready:
+                    self.run_request(self.ready.pop(0))
+                    continue
+                if not self.read_record():
+                    break
+                self.handle_record()
+        except FcgiProtocolError as e:
+            log.warning("FastCGI protocol error from %s: %s; closing the connection",
+                        conn.peer or "the web server", e)
+            conn.close()
+            return
+        if not conn.closed and conn.out_bytes:
+            try:
+                if not conn.flush(0):
+                    conn.paused = True
+            except ClientDisconnected:
+                conn.close()
+
+    cdef bint read_record(self) except -1:
+        """True when a whole record is at the buffer start (its header is then decoded)."""
+        cdef Connection conn = self.conn
+        cdef const unsigned char *h = <const unsigned char *>conn.rbuf + conn.rstart
+        cdef Py_ssize_t avail = conn.rend - conn.rstart
+        if avail < 8:
+            return False
+        if h[0] != FCGI_VERSION:
+            raise FcgiProtocolError(f"unsupported FastCGI version {h[0]} (only 1 exists)")
+        self.rtype = h[1]
+        self.rid = (h[2] << 8) | h[3]
+        self.clen = (h[4] << 8) | h[5]
+        self.plen = h[6]
+        return avail >= 8 + self.clen + self.plen
+
+    cdef bytes record_content(self):
+        cdef Connection conn = self.conn
+        return PyBytes_FromStringAndSize(conn.rbuf + conn.rstart + 8, self.clen)
+
+    cdef void consume_record(self):
+        self.conn.rstart += 8 + self.clen + self.plen
+
+    cdef void handle_record(self) except *:
+        """Act on the record at the buffer start and consume it."""
+        cdef FcgiRequest freq
+        cdef bytes content = self.record_content()
+        cdef int rtype = self.rtype, rid = self.rid
+        self.consume_record()
+        if rid == 0:
+            if rtype == GET_VALUES:
+                self.answer_get_values(content)
+            else:
+                self.send_unknown_type(rtype)
+            return
+        freq = self.requests.get(rid)
+        if rtype == BEGIN_REQUEST:
+            if len(content) < 8:
+                raise FcgiProtocolError("BEGIN_REQUEST body shorter than 8 bytes")
+            if freq is not None:
+                raise FcgiProtocolError(f"BEGIN_REQUEST for request id {rid}, which is active")
+            role = (content[0] << 8) | content[1]
+            if role != RESPONDER:
+                log.warning("FastCGI role %d is not supported (only RESPONDER)", role)
+                self.end_request(rid, UNKNOWN_ROLE)
+                if not content[2] & KEEP_CONN:
+                    self.close_when_done = True
+                    self.conn.close_after_flush()
+                return
+            freq = FcgiRequest.__new__(FcgiRequest)
+            freq.rid = rid
+            freq.keep_conn = content[2] & KEEP_CONN
+            freq.params = bytearray()
+            freq.stdin = bytearray()
+            self.requests[rid] = freq
+        elif freq is None:
+            if rtype in (PARAMS, STDIN, DATA, ABORT_REQUEST):
+                return  # a late record of a request that already ended: ignore it
+            self.send_unknown_type(rtype)
+        elif rtype == PARAMS:
+            if freq.params_done:
+                raise FcgiProtocolError(f"PARAMS after the end of the PARAMS stream (id {rid})")
+            if not content:
+                freq.params_done = True
+                self.ready.append(freq)
+            elif len(freq.params) + len(content) > self.settings.head:
+                raise FcgiProtocolError(f"PARAMS larger than {self.settings.head} bytes "
+                                        f"(--limit-request-head)")
+            else:
+                freq.params += content
+        elif rtype == STDIN:
+            if not content:
+                freq.stdin_done = True
+            elif len(freq.stdin) + len(content) > MAX_PENDING_STDIN:
+                raise FcgiProtocolError("too much STDIN buffered for a request that waits its turn")
+            else:
+                freq.stdin += content
+        elif rtype == ABORT_REQUEST:
+            self.requests.pop(rid, None)
+            if freq in self.ready:
+                self.ready.remove(freq)
+            self.end_request(rid, REQUEST_COMPLETE)
+        elif rtype == DATA:
+            pass
+        else:
+            self.send_unknown_type(rtype)
+
+    cdef void answer_get_values(self, bytes content) except *:
+        cdef dict known = {"FCGI_MAX_CONNS": str(self.conn.loop.max_connections),
+                           "FCGI_MAX_REQS": str(self.conn.loop.max_connections),
+                           "FCGI_MPXS_CONNS": "1"}
+        cdef bytes body = b""
+        for name in parse_name_values(content, "GET_VALUES"):
+            if name in known:
+                body += encode_name_value(name.encode(), known[name].encode())
+        self.queue_record(GET_VALUES_RESULT, 0, body)
+
+    cdef void send_unknown_type(self, int rtype) except *:
+        self.queue_record(UNKNOWN_TYPE, 0, bytes([rtype, 0, 0, 0, 0, 0, 0, 0]))
+
+    cdef void end_request(self, int rid, int status) except *:
+        self.queue_record(END_REQUEST, rid, bytes([0, 0, 0, 0, status, 0, 0, 0]))
+
+    cdef void queue_record(self, int rtype, int rid, bytes content) except *:
+        cdef Py_ssize_t n = len(content)
+        cdef int plen = (8 - n % 8) % 8
+        self.conn.queue(record_header(rtype, rid, n, plen))
+        self.conn.queue(content)
+        if plen:
+            self.conn.queue(PADDING[:plen])
+
+    cdef void queue_stream(self, int rtype, int rid, bytes data) except *:
+        """Queue data as records of at most 65535 bytes each."""
+        cdef Py_ssize_t n = len(data), pos = 0
+        if n <= MAX_CONTENT:
+            self.queue_record(rtype, rid, data)
+            return
+        while pos < n:
+            self.queue_record(rtype, rid, data[pos:pos + 65528])
+            pos += 65528
+
+    cdef void run_request(self, FcgiRequest freq) except *:
+        cdef Connection conn = self.conn
+        cdef FcgiInput body = FcgiInput.__new__(FcgiInput)
+        cdef FcgiErrors errors = FcgiErrors.__new__(FcgiErrors)
+        params = parse_name_values(bytes(freq.params), "PARAMS")
+        body.conn = conn
+        body.proto = self
+        body.freq = freq
+        if freq.stdin:
+            body.pending = bytes(freq.stdin)
+            freq.stdin = bytearray()
+        body.ended = freq.stdin_done
+        errors.proto = self
+        errors.rid = freq.rid
+        req = request_from_params(params, body, errors)
+        self.current = freq
+        self.busy = True
+        self._head_sent = False
+        self.finished = False
+        self.sent = 0
+        self.status_code = 0
+        self.head_request = req.method == "HEAD"
+        try:
+            self.handler(req, self)
+        except ClientDisconnected:
+            conn.close()
+        except Exception:
+            log.exception("internal error while handling %r", req)
+            conn.close()
+        finally:
+            self.busy = False
+            self.current = None
+            self._head_sent = False
+        self.requests.pop(freq.rid, None)
+        if conn.closed:
+            return
+        if not self.finished:
+            conn.close()
+            return
+        if freq.keep_conn and not body.done:
+            try:
+                body.drain(1 << 62)
+            except ClientDisconnected:
+                conn.close()
+                return
+        self.end_request(freq.rid, REQUEST_COMPLETE)
+        if not freq.keep_conn or conn.loop.stopping:
+            conn.close_after_flush()
+
+    # The responder interface the handlers call.
+
+    @property
+    def headers_sent(self):
+        return self._head_sent
+
+    @property
+    def bytes_sent(self):
+        return self.sent
+
+    def send_head(self, str status, list headers, Py_ssize_t length, bint length_in_headers):
+        cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
+        self.status_code = code
+        self.body_allowed = not (code < 200 or code == 204 or code == 304 or self.head_request)
+        self.queue_stream(STDOUT, self.current.rid,
+                          build_head(CGI_PREFIX, status, headers,
+                                     length if length >= 0 and not length_in_headers else -1,
+                                     False, False, None))
+        self._head_sent = True
+
+    def write(self, bytes data not None):
+        if self.queue_body(data):
+            if not self.conn.flush(0) and self.conn.out_bytes >= FLUSH_THRESHOLD:
+                self.conn.flush_blocking(0)
+
+    cdef bint queue_body(self, bytes data) except -1:
+        if not self._head_sent:
+            raise RuntimeError("body sent before send_head()")
+        if not data or not self.body_allowed:
+            return False
+        self.queue_stream(STDOUT, self.current.rid, data)
+        self.sent += len(data)
+        return True
+
+    def send_file(self, int fd, long long offset, Py_ssize_t count):
+        """sendfile(2) the range, one STDOUT record at a time: header, file bytes, padding."""
+        cdef Py_ssize_t n
+        cdef int plen
+        if not self._head_sent:
+            raise RuntimeError("send_file() before send_head()")
+        if not self.body_allowed:
+            return
+        while count > 0:
+            n = count if count < 65528 else 65528
+            plen = (8 - n % 8) % 8
+            self.conn.queue(record_header(STDOUT, self.current.rid, n, plen))
+            self.conn.send_file(fd, offset, n)
+            if plen:
+                self.conn.queue(PADDING[:plen])
+            offset += n
+            count -= n
+            self.sent += n
+
+    def finish(self, bytes last=None):
+        if last:
+            self.queue_body(last)
+        self.queue_record(STDOUT, self.current.rid, b"")
+        self.finished = True
+
+    def abort(self):
+        self.finished = True
+        self.conn.close()

@@ -1,0 +1,241 @@
+# SCGI and uwsgi, server side: one request per connection, CGI variables in a header
+# block, then the body, then a CGI-style response (`Status: 200 OK`) and close.
+#
+# SCGI: a netstring `<len>:NAME\0VALUE\0...,` whose first variable is CONTENT_LENGTH
+# and which carries SCGI=1. uwsgi (modifier1 0, what nginx `uwsgi_pass` sends): a
+# 4-byte header (modifier1, little-endian u16 size, modifier2), then (u16 name
+# length, name, u16 value length, value) pairs. Both are parsed only once the whole
+# block is in the buffer; the block size is bounded by --limit-request-head.
+from libc.string cimport memchr
+
+from fastgw._http cimport HttpSettings, build_head
+from fastgw._loop cimport BodyReader, Connection, Protocol
+
+import logging
+
+from fastgw.cgiparams import request_from_params
+from fastgw.errors import ClientDisconnected
+
+log = logging.getLogger("fastgw.error")
+
+cdef enum:
+    FLUSH_THRESHOLD = 65536
+
+cdef bytes CGI_PREFIX = b"Status: "
+
+
+class CgiVarsError(Exception):
+    """A malformed SCGI netstring or uwsgi packet; the connection is closed."""
+
+
+cdef dict parse_scgi_block(bytes block):
+    cdef list parts = block.split(b"\0")
+    cdef dict params = {}
+    if len(parts) % 2 != 1 or parts[-1] != b"":
+        raise CgiVarsError("SCGI header block is not NAME\\0VALUE\\0 pairs")
+    if parts[0] != b"CONTENT_LENGTH":
+        raise CgiVarsError("SCGI header block must start with CONTENT_LENGTH")
+    for i in range(0, len(parts) - 1, 2):
+        params[parts[i].decode("latin-1")] = parts[i + 1].decode("latin-1")
+    if params.get("SCGI") != "1":
+        raise CgiVarsError("SCGI header block lacks SCGI=1")
+    if not params["CONTENT_LENGTH"].isdigit():
+        raise CgiVarsError(f"invalid SCGI CONTENT_LENGTH {params['CONTENT_LENGTH']!r}")
+    return params
+
+
+cdef dict parse_uwsgi_vars(const unsigned char *p, Py_ssize_t n):
+    cdef Py_ssize_t i = 0, klen, vlen
+    cdef dict params = {}
+    while i < n:
+        if i + 2 > n:
+            raise CgiVarsError("truncated uwsgi variable")
+        klen = p[i] | (p[i + 1] << 8)
+        i += 2
+        if i + klen + 2 > n:
+            raise CgiVarsError("uwsgi variable name longer than the packet")
+        key = (<const char *>p)[i:i + klen].decode("latin-1")
+        i += klen
+        vlen = p[i] | (p[i + 1] << 8)
+        i += 2
+        if i + vlen > n:
+            raise CgiVarsError("uwsgi variable value longer than the packet")
+        params[key] = (<const char *>p)[i:i + vlen].decode("latin-1")
+        i += vlen
+    length = params.get("CONTENT_LENGTH", "")
+    if length and not length.isdigit():
+        raise CgiVarsError(f"invalid uwsgi CONTENT_LENGTH {length!r}")
+    return params
+
+
+cdef class CgiVarsProtocol(Protocol):
+    """SCGI (uwsgi=False) or uwsgi (uwsgi=True) on one connection; also the responder."""
+
+    cdef object handler
+    cdef HttpSettings settings
+    cdef bint uwsgi
+    cdef bint started
+    cdef bint busy
+    cdef bint _head_sent
+    cdef bint body_allowed
+    cdef bint head_request
+    cdef bint finished
+    cdef Py_ssize_t sent
+    cdef readonly int status_code
+
+    def __cinit__(self, handler, HttpSettings settings not None, bint uwsgi=False):
+        self.handler = handler
+        self.settings = settings
+        self.uwsgi = uwsgi
+
+    cdef bint is_idle(self):
+        return not self.started and self.conn.rend == self.conn.rstart
+
+    cdef double deadline(self):
+        if self.busy:
+            return 0.0
+        if self.is_idle():
+            return self.conn.last_active + self.settings.keepalive_timeout
+        return self.conn.last_active + self.settings.header_timeout
+
+    cdef void data_received(self) except *:
+        cdef dict params
+        if self.started or self.busy:
+            return
+        try:
+            params = self.parse_uwsgi() if self.uwsgi else self.parse_scgi()
+        except CgiVarsError as e:
+            log.warning("%s protocol error from %s: %s; closing the connection",
+                        "uwsgi" if self.uwsgi else "SCGI", self.conn.peer or "the web server", e)
+            self.conn.close()
+            return
+        if params is None:
+            return
+        self.started = True
+        self.run_request(params)
+
+    cdef dict parse_scgi(self):
+        cdef Connection conn = self.conn
+        cdef const char *p = conn.rbuf + conn.rstart
+        cdef Py_ssize_t avail = conn.rend - conn.rstart
+        cdef const char *colon = <const char *>memchr(p, b':', avail if avail < 12 else 12)
+        cdef Py_ssize_t size = 0, i
+        if colon == NULL:
+            if avail >= 12:
+                raise CgiVarsError("SCGI netstring length missing or too long")
+            return None
+        if colon == p:
+            raise CgiVarsError("SCGI netstring without a length")
+        for i in range(colon - p):
+            if not c'0' <= p[i] <= c'9':
+                raise CgiVarsError(f"SCGI netstring length is not a number: {p[:colon - p]!r}")
+            size = size * 10 + (p[i] - c'0')
+        if size > self.settings.head:
+            raise CgiVarsError(f"SCGI header block of {size} bytes is larger than "
+                               f"{self.settings.head} (--limit-request-head)")
+        i = (colon - p) + 1
+        if avail < i + size + 1:
+            return None
+        if p[i + size] != b',':
+            raise CgiVarsError("SCGI netstring does not end with ',' where its length says")
+        params = parse_scgi_block(p[i:i + size])
+        conn.rstart += i + size + 1
+        return params
+
+    cdef dict parse_uwsgi(self):
+        cdef Connection conn = self.conn
+        cdef const unsigned char *p = <const unsigned char *>conn.rbuf + conn.rstart
+        cdef Py_ssize_t avail = conn.rend - conn.rstart
+        cdef Py_ssize_t size
+        if avail < 4:
+            return None
+        if p[0] != 0:
+            raise CgiVarsError(f"uwsgi modifier1 {p[0]} is not supported (only 0, WSGI)")
+        size = p[1] | (p[2] << 8)
+        if size > self.settings.head:
+            raise CgiVarsError(f"uwsgi packet of {size} bytes is larger than "
+                               f"{self.settings.head} (--limit-request-head)")
+        if avail < 4 + size:
+            return None
+        params = parse_uwsgi_vars(p + 4, size)
+        conn.rstart += 4 + size
+        return params
+
+    cdef void run_request(self, dict params) except *:
+        cdef Connection conn = self.conn
+        cdef BodyReader body = BodyReader.__new__(BodyReader)
+        length = params.get("CONTENT_LENGTH", "")
+        body.conn = conn
+        body.remaining = int(length) if length else 0
+        if self.settings.body and body.remaining > self.settings.body:
+            self.reject_too_large(body.remaining)
+            return
+        req = request_from_params(params, body)
+        self.busy = True
+        self.head_request = req.method == "HEAD"
+        try:
+            self.handler(req, self)
+        except ClientDisconnected:
+            conn.close()
+        except Exception:
+            log.exception("internal error while handling %r", req)
+            conn.close()
+        finally:
+            self.busy = False
+        if not conn.closed:
+            conn.close_after_flush()
+
+    cdef void reject_too_large(self, Py_ssize_t size) except *:
+        body = f"request body of {size} bytes is larger than {self.settings.body}\n".encode()
+        self.conn.queue(build_head(CGI_PREFIX, "413 Content Too Large",
+                                   [("Content-Type", "text/plain; charset=utf-8")],
+                                   len(body), False, False, None))
+        self.conn.queue(body)
+        self.conn.close_after_flush()
+
+    # The responder interface the handlers call.
+
+    @property
+    def headers_sent(self):
+        return self._head_sent
+
+    @property
+    def bytes_sent(self):
+        return self.sent
+
+    def send_head(self, str status, list headers, Py_ssize_t length, bint length_in_headers):
+        cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
+        self.status_code = code
+        self.body_allowed = not (code < 200 or code == 204 or code == 304 or self.head_request)
+        self.conn.queue(build_head(CGI_PREFIX, status, headers,
+                                   length if length >= 0 and not length_in_headers else -1,
+                                   False, False, None))
+        self._head_sent = True
+
+    def write(self, bytes data not None):
+        if not self._head_sent:
+            raise RuntimeError("body sent before send_head()")
+        if not data or not self.body_allowed:
+            return
+        self.conn.queue(data)
+        self.sent += len(data)
+        if not self.conn.flush(0) and self.conn.out_bytes >= FLUSH_THRESHOLD:
+            self.conn.flush_blocking(0)
+
+    def send_file(self, int fd, long long offset, Py_ssize_t count):
+        if not self._head_sent:
+            raise RuntimeError("send_file() before send_head()")
+        if not self.body_allowed or count <= 0:
+            return
+        self.conn.send_file(fd, offset, count)
+        self.sent += count
+
+    def finish(self, bytes last=None):
+        if last and self.body_allowed:
+            self.conn.queue(last)
+            self.sent += len(last)
+        self.finished = True
+
+    def abort(self):
+        self.finished = True
+        self.conn.close()

@@ -1,0 +1,67 @@
+"""Requests that arrive as CGI meta-variables (FastCGI, SCGI, uwsgi) become Requests.
+
+The web server in front already parsed HTTP; what it sends is a dict of CGI
+variables (RFC 3875) whose values are bytes, carried here as latin-1 str like
+every PEP 3333 string. PATH_INFO and SCRIPT_NAME are used as the web server split
+them when it sends PATH_INFO (nginx `fastcgi_split_path_info`); otherwise the
+path comes from REQUEST_URI and the router's mount table does the split.
+"""
+from urllib.parse import unquote_to_bytes
+
+from fastgw._loop import Request
+
+_header_names = {}
+
+
+def header_name(key):
+    """'HTTP_USER_AGENT' -> 'user-agent' (headers as the router and static files see them)."""
+    name = _header_names.get(key)
+    if name is None:
+        name = key[5:].lower().replace("_", "-")
+        if len(_header_names) < 1024:
+            _header_names[key] = name
+    return name
+
+
+def request_from_params(params, body, errors=None):
+    """Build a Request from CGI variables; `body` is its wsgi.input."""
+    req = Request()
+    for key in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+        if key in params and not params[key]:
+            del params[key]
+    uri = params.get("REQUEST_URI")
+    query = params.get("QUERY_STRING", "")
+    if "PATH_INFO" in params:
+        req.script_name = params.get("SCRIPT_NAME", "")
+        req.path = params["PATH_INFO"]
+    else:
+        raw = uri if uri is not None else params.get("DOCUMENT_URI", params.get("SCRIPT_NAME", "/"))
+        raw = raw.partition("?")[0] or "/"
+        req.script_name = ""
+        req.path = unquote_to_bytes(raw).decode("latin-1") if "%" in raw else raw
+    if uri is None:
+        uri = req.script_name + req.path + ("?" + query if query else "")
+    req.method = params.get("REQUEST_METHOD", "GET")
+    req.target = uri
+    req.query = query
+    req.version = params.get("SERVER_PROTOCOL", "HTTP/1.1")
+    headers = [(header_name(k), v) for k, v in params.items() if k.startswith("HTTP_")]
+    if "CONTENT_TYPE" in params:
+        headers.append(("content-type", params["CONTENT_TYPE"]))
+    length = params.get("CONTENT_LENGTH", "")
+    if length:
+        headers.append(("content-length", length))
+    req.headers = headers
+    req.params = params
+    req.body = body
+    req.errors = errors
+    req.content_length = int(length) if length.isdigit() else -1
+    https = params.get("HTTPS", "").lower() in ("on", "1", "yes")
+    req.scheme = "https" if https or params.get("REQUEST_SCHEME") == "https" else "http"
+    addr = params.get("REMOTE_ADDR")
+    port = params.get("REMOTE_PORT", "0")
+    req.peer = (addr, int(port) if port.isdigit() else 0) if addr else None
+    server_port = params.get("SERVER_PORT", "")
+    req.sockname = (params.get("SERVER_NAME", "localhost"),
+                    int(server_port) if server_port.isdigit() else 80)
+    return req
