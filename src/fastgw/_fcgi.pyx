@@ -198,6 +198,8 @@ cdef class FcgiProtocol(Protocol):
     cdef dict requests
     cdef list ready
     cdef FcgiRequest current
+    cdef object req
+    cdef FcgiInput body
     cdef bint busy
     cdef bint close_when_done
     # the record at the buffer start (set by read_record)
@@ -240,6 +242,8 @@ cdef class FcgiProtocol(Protocol):
             while not conn.closed and not conn.paused and not conn.want_close:
                 if self.ready:
                     self.run_request(self.ready.pop(0))
+                    if conn.owned:
+                        return
                     continue
                 if not self.read_record():
                     break
@@ -390,37 +394,58 @@ cdef class FcgiProtocol(Protocol):
         body.ended = freq.stdin_done
         errors.proto = self
         errors.rid = freq.rid
-        req = request_from_params(params, body, errors)
+        self.req = request_from_params(params, body, errors)
+        self.body = body
         self.current = freq
         self.busy = True
         self._head_sent = False
         self.finished = False
         self.sent = 0
         self.status_code = 0
-        self.head_request = req.method == "HEAD"
+        self.head_request = self.req.method == "HEAD"
+        if conn.loop.threaded:
+            try:
+                conn.flush(0)
+            except ClientDisconnected:
+                conn.close()
+                return
+            conn.paused = False
+            conn.loop.submit(conn, self.call_handler)
+            return
+        self.call_handler()
+        self.after_request()
+
+    def call_handler(self):
+        cdef Connection conn = self.conn
         try:
-            self.handler(req, self)
+            self.handler(self.req, self)
+            if self.finished and self.current.keep_conn and not self.body.done:
+                self.body.drain(1 << 62)
         except ClientDisconnected:
             conn.close()
         except Exception:
-            log.exception("internal error while handling %r", req)
+            log.exception("internal error while handling %r", self.req)
             conn.close()
-        finally:
-            self.busy = False
-            self.current = None
-            self._head_sent = False
+
+    cdef void resume(self) except *:
+        self.after_request()
+        if not self.conn.closed:
+            self.data_received()
+
+    cdef void after_request(self) except *:
+        cdef Connection conn = self.conn
+        cdef FcgiRequest freq = self.current
+        self.busy = False
+        self.current = None
+        self.req = None
+        self.body = None
+        self._head_sent = False
         self.requests.pop(freq.rid, None)
         if conn.closed:
             return
         if not self.finished:
             conn.close()
             return
-        if freq.keep_conn and not body.done:
-            try:
-                body.drain(1 << 62)
-            except ClientDisconnected:
-                conn.close()
-                return
         self.end_request(freq.rid, REQUEST_COMPLETE)
         if not freq.keep_conn or conn.loop.stopping:
             conn.close_after_flush()

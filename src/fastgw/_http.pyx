@@ -502,6 +502,8 @@ cdef class HttpProtocol(Protocol):
                 self.reject(e.status, str(e))
                 return
             self.run_request()
+            if conn.owned:
+                return
             if not conn.closed and conn.out_bytes >= FLUSH_THRESHOLD:
                 if not self.flush_or_close():
                     return
@@ -765,6 +767,7 @@ cdef class HttpProtocol(Protocol):
         raise HttpError(501, f"transfer coding not supported: {value!r}")
 
     cdef void run_request(self) except *:
+        """Run the parsed request: inline, or in an application thread with --threads."""
         cdef Connection conn = self.conn
         self.busy = True
         self._head_sent = False
@@ -772,6 +775,20 @@ cdef class HttpProtocol(Protocol):
         self.continue_sent = False
         self.sent = 0
         self.status_code = 0
+        if conn.loop.threaded:
+            try:
+                conn.flush(0)
+            except ClientDisconnected:
+                conn.close()
+                return
+            conn.paused = False
+            conn.loop.submit(conn, self.call_handler)
+            return
+        self.call_handler()
+        self.after_request()
+
+    def call_handler(self):
+        cdef Connection conn = self.conn
         try:
             self.handler(self.req, self)
         except ClientDisconnected:
@@ -779,23 +796,30 @@ cdef class HttpProtocol(Protocol):
         except Exception:
             log.exception("internal error while handling %r", self.req)
             conn.close()
-        finally:
-            self.busy = False
-            self._head_sent = False
+        else:
+            if self.finished and self.keep_alive and not self.body.done:
+                try:
+                    if (self.expect_continue and not self.body.started) or not self.body.drain(DRAIN_LIMIT):
+                        self.keep_alive = False
+                except (ClientDisconnected, HttpError):
+                    conn.close()
+
+    cdef void resume(self) except *:
+        self.after_request()
+        if not self.conn.closed:
+            self.data_received()
+
+    cdef void after_request(self) except *:
+        cdef Connection conn = self.conn
+        self.busy = False
+        self._head_sent = False
         self.req = None
+        self.body = EMPTY_BODY
         if conn.closed:
             return
         if not self.finished:
             conn.close()
             return
-        if self.keep_alive and not self.body.done:
-            try:
-                if (self.expect_continue and not self.body.started) or not self.body.drain(DRAIN_LIMIT):
-                    self.keep_alive = False
-            except (ClientDisconnected, HttpError):
-                conn.close()
-                return
-        self.body = EMPTY_BODY
         if not self.keep_alive or conn.loop.stopping:
             conn.close_after_flush()
 

@@ -18,6 +18,7 @@ cdef class Protocol:
     cdef void write_drained(self) except *
     cdef void eof_received(self) except *
     cdef bint is_idle(self)
+    cdef void resume(self) except *
     cdef double deadline(self)
     cdef void timed_out(self) except *
     cdef void connection_lost(self)
@@ -71,6 +72,8 @@ cdef class Connection(Handle):
     cdef bint want_close
     cdef bint lingering
     cdef bint eof
+    cdef bint owned
+    cdef bint close_requested
     cdef double last_active
 
     cdef void read_ready(self) except *
@@ -97,7 +100,16 @@ cdef class Loop:
     cdef public double graceful_timeout
     cdef public object tick
     cdef double stop_deadline
+    cdef readonly bint threaded
+    cdef object pool
+    cdef object waker
+    cdef object handed_back
+    cdef int wake_r
+    cdef int wake_w
+    cdef unsigned long thread
     cdef void register(self, Handle h, uint32_t events) except *
     cdef void sweep(self, double now) except *
     cdef void forget(self, Connection conn)
     cdef void pause_accepting(self, bint pause) except *
+    cdef void submit(self, Connection conn, object job) except *
+    cdef void take_back(self) except *

@@ -20,7 +20,9 @@ from posix.types cimport off_t
 from posix.unistd cimport close as c_close
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
+import collections
 import logging
+import os
 import socket
 
 from fastgw.errors import ClientDisconnected
@@ -118,6 +120,13 @@ cdef extern from "<poll.h>" nogil:
         POLLERR
         POLLHUP
 
+cdef extern from "<pthread.h>" nogil:
+    unsigned long pthread_self()
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int fd, void *buf, size_t n)
+    ssize_t write(int fd, const void *buf, size_t n)
+
 cdef extern from "<sys/sendfile.h>" nogil:
     ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 
@@ -173,6 +182,10 @@ cdef class Protocol:
 
     cdef bint is_idle(self):
         return self.conn.rend == self.conn.rstart
+
+    cdef void resume(self) except *:
+        """Back on the loop thread after a request ran in an application thread."""
+        pass
 
     cdef double deadline(self):
         """Monotonic time by which the connection must make progress; 0 for none."""
@@ -368,6 +381,10 @@ cdef class Connection(Handle):
     cdef void on_event(self, uint32_t events) except *:
         if self.closed:
             return
+        if self.owned:
+            # An application thread is using the socket; it is looked at again when
+            # the thread hands the connection back.
+            return
         if events & EPOLLOUT and self.out_bytes:
             try:
                 drained = self.flush(0)
@@ -388,7 +405,7 @@ cdef class Connection(Handle):
 
     cdef void read_ready(self) except *:
         cdef Py_ssize_t n
-        while self.readable and not self.closed and not self.paused:
+        while self.readable and not self.closed and not self.paused and not self.owned:
             if self.lingering:
                 self.rstart = self.rend = 0
             n = self.recv_some()
@@ -600,10 +617,25 @@ cdef class Connection(Handle):
     cdef void close(self):
         if self.closed:
             return
+        if self.owned and pthread_self() != self.loop.thread:
+            self.close_requested = True
+            return
         self.closed = True
         c_close(self.fd)
         self.loop.forget(self)
         self.protocol.connection_lost()
+
+
+cdef class Waker(Handle):
+    """The read end of the pipe application threads write to when they hand a connection back."""
+
+    cdef Loop loop
+
+    cdef void on_event(self, uint32_t events) except *:
+        cdef char buf[256]
+        while read(self.fd, buf, sizeof(buf)) > 0:
+            pass
+        self.loop.take_back()
 
 
 cdef class Loop:
@@ -618,11 +650,63 @@ cdef class Loop:
         self.closing = []
         self.max_connections = 4096
         self.io_timeout = 30.0
+        self.wake_r = self.wake_w = -1
+        self.thread = pthread_self()
         self.graceful_timeout = 30.0
 
     def __dealloc__(self):
         if self.epfd >= 0:
             c_close(self.epfd)
+        if self.wake_r >= 0:
+            c_close(self.wake_r)
+            c_close(self.wake_w)
+
+    def use_threads(self, pool):
+        """Run requests in `pool` (an object with submit(callable)) instead of inline."""
+        cdef Waker waker = Waker.__new__(Waker)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        waker.fd = self.wake_r
+        waker.loop = self
+        self.waker = waker
+        self.pool = pool
+        self.handed_back = collections.deque()
+        self.threaded = True
+        self.register(waker, EPOLLIN)
+
+    cdef void submit(self, Connection conn, object job) except *:
+        """Run job() in an application thread, which owns `conn` until it hands it back."""
+        conn.owned = True
+        self.pool.submit(self.run_job, conn, job)
+
+    def run_job(self, Connection conn, job):
+        try:
+            job()
+        except BaseException:
+            log.exception("internal error in an application thread")
+            conn.close_requested = True
+        finally:
+            self.handed_back.append(conn)
+            write(self.wake_w, b"x", 1)
+
+    cdef void take_back(self) except *:
+        cdef Connection conn
+        while self.handed_back:
+            conn = self.handed_back.popleft()
+            conn.owned = False
+            conn.last_active = monotonic()
+            try:
+                if conn.close_requested:
+                    conn.close()
+                    continue
+                conn.protocol.resume()
+                if not conn.closed and not conn.owned:
+                    conn.readable = True
+                    conn.read_ready()
+            except Exception:
+                log.exception("internal error on a connection; closing it")
+                conn.close()
 
     cdef void register(self, Handle h, uint32_t events) except *:
         cdef epoll_event ev

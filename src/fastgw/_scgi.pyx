@@ -76,6 +76,7 @@ cdef class CgiVarsProtocol(Protocol):
     cdef bint uwsgi
     cdef bint started
     cdef bint busy
+    cdef object req
     cdef bint _head_sent
     cdef bint body_allowed
     cdef bint head_request
@@ -170,20 +171,29 @@ cdef class CgiVarsProtocol(Protocol):
         if self.settings.body and body.remaining > self.settings.body:
             self.reject_too_large(body.remaining)
             return
-        req = request_from_params(params, body)
+        self.req = request_from_params(params, body)
         self.busy = True
-        self.head_request = req.method == "HEAD"
+        self.head_request = self.req.method == "HEAD"
+        if conn.loop.threaded:
+            conn.loop.submit(conn, self.call_handler)
+            return
+        self.call_handler()
+        self.resume()
+
+    def call_handler(self):
         try:
-            self.handler(req, self)
+            self.handler(self.req, self)
         except ClientDisconnected:
-            conn.close()
+            self.conn.close()
         except Exception:
-            log.exception("internal error while handling %r", req)
-            conn.close()
-        finally:
-            self.busy = False
-        if not conn.closed:
-            conn.close_after_flush()
+            log.exception("internal error while handling %r", self.req)
+            self.conn.close()
+
+    cdef void resume(self) except *:
+        self.busy = False
+        self.req = None
+        if not self.conn.closed:
+            self.conn.close_after_flush()
 
     cdef void reject_too_large(self, Py_ssize_t size) except *:
         body = f"request body of {size} bytes is larger than {self.settings.body}\n".encode()
