@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -21,7 +20,7 @@ import pytest
 from fgwtest import APPS_DIR, fastgw_command, pid_alive, subprocess_env
 
 LISTEN_RE = re.compile(r"Listening at: (\S+)")
-HTTP_LISTEN_RE = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)\s*$")
+HTTP_LISTEN_RE = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)(?!\d)")
 BOOT_RE = re.compile(r"Booting worker with pid: (\d+)")
 
 START_TIMEOUT = 15.0
@@ -181,7 +180,7 @@ class Server:
         return self.worker_pids()
 
     # -- shutdown --
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def wait_exit(self, timeout=STOP_TIMEOUT):

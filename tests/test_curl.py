@@ -1,7 +1,6 @@
 """A real, independent client: curl."""
 import hashlib
 import json
-import os
 
 import pytest
 

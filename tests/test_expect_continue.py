@@ -43,7 +43,7 @@ def test_continue_with_chunked_body(server):
 def test_interim_response_parsed_as_response(server):
     """Read the interim reply through the generic parser too."""
     with RawConnection(server.port) as conn:
-        conn.send(_expect_head("/sha256", 3))
+        conn.send(_expect_head("/body/read", 3))
         interim = conn.read_response(skip_interim=False)
         assert interim.status == 100
         assert interim.version == "HTTP/1.1"
@@ -51,7 +51,7 @@ def test_interim_response_parsed_as_response(server):
         conn.send(b"abc")
         final = conn.read_response()
         assert final.status == 200
-        assert final.json()["length"] == 3
+        assert final.json()["chunks"] == ["abc"]
 
 
 def test_no_continue_when_app_does_not_read(server):

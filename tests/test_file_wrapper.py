@@ -45,10 +45,14 @@ def test_file_small_blksize(server, files):
 
 
 def test_file_without_content_length(server, files):
+    """The app gives no length: chunked, or a Content-Length the server
+    derived from the file itself (then it must be exact)."""
     with RawConnection(server.port) as conn:
         resp = conn.roundtrip(request("GET", "/file?name=fw-small.bin&length=none"))
         assert resp.status == 200
-        assert resp.framing == "chunked"
+        assert resp.framing in ("chunked", "length")
+        if resp.framing == "length":
+            assert resp.header("Content-Length") == str(SMALL)
         assert resp.body == files["small"]
         assert conn.roundtrip(request("GET", "/uri?after-file")).body == b"/uri?after-file"
 
@@ -57,8 +61,18 @@ def test_file_without_content_length_http10(server, files):
     with RawConnection(server.port) as conn:
         resp = conn.roundtrip(request("GET", "/file?name=fw-small.bin&length=none",
                                       version="HTTP/1.0"))
-    assert resp.framing == "close"
+    assert resp.framing in ("close", "length")
+    assert not resp.has_header("Transfer-Encoding")
     assert resp.body == files["small"]
+
+
+def test_file_without_content_length_from_offset(server, files):
+    with RawConnection(server.port) as conn:
+        resp = conn.roundtrip(request("GET", "/file?name=fw-small.bin&length=none&offset=1000"))
+        assert resp.body == files["small"][1000:]
+        if resp.framing == "length":
+            assert resp.header("Content-Length") == str(SMALL - 1000)
+        assert conn.roundtrip(request("GET", "/uri?z")).body == b"/uri?z"
 
 
 def test_file_sent_from_current_position(server, files):
@@ -117,6 +131,21 @@ def test_file_wrapper_close_calls_file_close(server, files):
     path = os.path.join(server.test_dir, "closed.log")
     wait_for_line(path, "closed fw-close-1")
     assert "gc fw-close-1" not in read_lines(path)
+
+
+@pytest.mark.parametrize("query", ["", "&offset=5000", "&length=none", "&blksize=4096"])
+def test_real_file_is_sent_without_python_reads(server, files, query):
+    """A real file goes out by sendfile(2) from its descriptor: the file
+    object's read()/readinto() are never called (the app's file records any
+    such call)."""
+    ident = "fw-sendfile-%d" % len(query) + query.replace("&", "-").replace("=", "")
+    resp = _get(server.port, "/file?name=fw-small.bin&record=%s%s" % (ident, query))
+    offset = 5000 if "offset" in query else 0
+    assert resp.body == files["small"][offset:]
+    path = os.path.join(server.test_dir, "closed.log")
+    wait_for_line(path, "closed " + ident)
+    assert "python-read " + ident not in read_lines(path), (
+        "the file was read through Python instead of sendfile")
 
 
 @pytest.mark.parametrize("kind", ["bytesio", "readonly"])

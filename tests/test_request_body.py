@@ -1,4 +1,7 @@
 """wsgi.input: every read style, Content-Length and chunked request bodies."""
+import http.client
+import json
+
 import pytest
 
 from fgwtest import RawConnection, chunked, http_request, request, send_in_background
@@ -35,8 +38,13 @@ def _chunks(result):
 
 
 def _split_lines(data, limit=None):
+    """Lines as file.readline() sees them: split after b"\n" only."""
+    lines = [piece + b"\n" for piece in data.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
     out = []
-    for line in data.splitlines(keepends=True):
+    for line in lines:
         if limit:
             out.extend(line[i:i + limit] for i in range(0, len(line), limit))
         else:
@@ -137,7 +145,7 @@ def test_chunked_many_tiny_chunks(server):
     body = bytes(i % 251 for i in range(3000))
     encoded = chunked(*[body[i:i + 1] for i in range(len(body))])
     with RawConnection(server.port) as conn:
-        resp = conn.roundtrip(request("POST", "/body/read-n?size=100",
+        resp = conn.roundtrip(request("POST", "/body/read",
                                       [("Transfer-Encoding", "chunked")], encoded))
     assert b"".join(_chunks(resp.json())) == body
 
@@ -199,7 +207,11 @@ def test_http_client_chunked_upload(server):
         yield b"beta\n"
         yield b"gamma"
 
-    resp = http_request(server.port, "POST", "/body/readlines", body=gen(),
-                        headers={"Transfer-Encoding": "chunked"})
-    assert resp.status == 200
-    assert resp.json()["chunks"] == ["alpha\n", "beta\n", "gamma"]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    try:
+        conn.request("POST", "/body/readlines", body=gen(), encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert json.loads(resp.read())["chunks"] == ["alpha\n", "beta\n", "gamma"]
+    finally:
+        conn.close()

@@ -53,15 +53,19 @@ class RssSampler:
 
 @pytest.fixture(scope="module")
 def big_server(start_module_server):
-    srv = start_module_server("wsgiapp:application")
-    # warm up every code path once so the baseline is not the cold process
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
-    conn.request("POST", "/sha256", body=b"x" * 1000000)
-    conn.getresponse().read()
-    conn.request("GET", "/stream?n=1000000")
-    conn.getresponse().read()
-    conn.close()
-    return srv
+    return start_module_server("wsgiapp:application")
+
+
+def _warm_up(port, method, path, body=None):
+    """Run the code path once so the RSS baseline is not the cold process."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(method, path, body=body)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+    finally:
+        conn.close()
 
 
 def _counting(chunks, digest):
@@ -72,6 +76,7 @@ def _counting(chunks, digest):
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 def test_upload_256mib(big_server, framing):
+    _warm_up(big_server.port, "POST", "/sha256", b"x" * 4000000)
     pid = get_pid(big_server.port)
     sent_digest = hashlib.sha256()
     body = _counting(pattern_chunks(SIZE), sent_digest)
@@ -93,6 +98,7 @@ def test_upload_256mib(big_server, framing):
 
 
 def test_download_256mib(big_server):
+    _warm_up(big_server.port, "GET", "/stream?n=4000000")
     pid = get_pid(big_server.port)
     expected = hashlib.sha256()
     for chunk in pattern_chunks(SIZE):
@@ -123,6 +129,7 @@ def test_slow_reader_download_stays_flat(big_server):
     generator's output in memory (it should stop iterating while the socket
     is not writable)."""
     size = 160 * 1024 * 1024
+    _warm_up(big_server.port, "GET", "/stream?n=4000000")
     pid = get_pid(big_server.port)
     conn = http.client.HTTPConnection("127.0.0.1", big_server.port, timeout=120)
     with RssSampler(pid) as sampler:

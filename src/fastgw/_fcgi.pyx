@@ -396,6 +396,7 @@ cdef class FcgiProtocol(Protocol):
         errors.rid = freq.rid
         self.req = request_from_params(params, body, errors)
         self.body = body
+        conn.loop.requests += 1
         self.current = freq
         self.busy = True
         self._head_sent = False

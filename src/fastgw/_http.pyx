@@ -40,6 +40,7 @@ cdef extern from "Python.h":
 
 
 cdef enum:
+    MAX_EMPTY_LINES = 8
     DRAIN_LIMIT = 262144
     FLUSH_THRESHOLD = 65536
 
@@ -54,6 +55,7 @@ cdef class HttpProtocol
 
 cdef unsigned char TCHAR[256]
 cdef unsigned char HEXVAL[256]
+cdef unsigned char HOSTCHAR[256]
 
 
 cdef void init_tables():
@@ -74,6 +76,10 @@ cdef void init_tables():
         HEXVAL[ord('A') + c] = 10 + c
     for c in extra:
         TCHAR[c] = 1
+    for c in range(256):
+        HOSTCHAR[c] = 0
+    for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=":
+        HOSTCHAR[c] = 1
 
 
 init_tables()
@@ -128,6 +134,59 @@ cdef str decode_path(const char *p, Py_ssize_t n):
         return PyUnicode_DecodeLatin1(out, j, NULL)
     finally:
         free(out)
+
+
+cdef bint valid_host(const char *p, Py_ssize_t n):
+    """RFC 9110 7.2 / RFC 3986: uri-host [":" port], where uri-host is an IP-literal in
+    brackets or reg-name / IPv4 characters (unreserved, pct-encoded, sub-delims).
+    An empty Host is allowed (RFC 9112 3.2)."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned char c
+    if n == 0:
+        return True
+    if p[0] == b'[':
+        while i < n and p[i] != b']':
+            c = <unsigned char>p[i]
+            if not (HEXVAL[c] != 255 or c == b':' or c == b'.' or c == b'[' or c == b'v'
+                    or c == b'V' or TCHAR[c]):
+                return False
+            i += 1
+        if i == n:
+            return False
+        i += 1
+    else:
+        while i < n and p[i] != b':':
+            c = <unsigned char>p[i]
+            if not (HOSTCHAR[c]):
+                return False
+            i += 1
+        if i == 0:
+            return False
+    if i == n:
+        return True
+    if p[i] != b':':
+        return False
+    i += 1
+    while i < n:
+        if not c'0' <= p[i] <= c'9':
+            return False
+        i += 1
+    return True
+
+
+cdef bint valid_field_line(const char *p, Py_ssize_t n):
+    """name ":" OWS value OWS, with a token name and no control characters but HTAB."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned char c
+    while i < n and TCHAR[<unsigned char>p[i]]:
+        i += 1
+    if i == 0 or i == n or p[i] != b':':
+        return False
+    for i in range(i + 1, n):
+        c = <unsigned char>p[i]
+        if (c < 0x20 and c != 0x09) or c == 0x7f:
+            return False
+    return True
 
 
 cdef bint valid_chunk_extensions(const char *p, Py_ssize_t i, Py_ssize_t n):
@@ -399,10 +458,7 @@ cdef class HttpBody(BodyReader):
         self.trailer_bytes += (nl - p) + 1
         if self.trailer_bytes > self.proto.settings.trailer:
             self.fail("trailer section too long")
-        for i in range(line_len):
-            if p[i] == b'\r' or p[i] == 0:
-                self.fail(f"invalid trailer line: {p[:line_len]!r}")
-        if line_len > 0 and memchr(p, b':', line_len) == NULL:
+        if line_len > 0 and not valid_field_line(p, line_len):
             self.fail(f"invalid trailer line: {p[:line_len]!r}")
         conn.rstart += (nl - p) + 1
         if line_len == 0:
@@ -440,6 +496,7 @@ cdef class HttpProtocol(Protocol):
     cdef HttpSettings settings
     cdef Py_ssize_t scan_pos
     cdef double head_started
+    cdef int empty_lines
     cdef bint busy
     cdef Request req
     cdef HttpBody body
@@ -487,10 +544,8 @@ cdef class HttpProtocol(Protocol):
         if self.busy:
             return
         while not conn.closed and not conn.paused and not conn.want_close:
-            while conn.rstart < conn.rend and (conn.rbuf[conn.rstart] == b'\r'
-                                               or conn.rbuf[conn.rstart] == b'\n'):
-                conn.rstart += 1
-                self.scan_pos = 0
+            if self.skip_empty_lines():
+                return
             if conn.rstart == conn.rend:
                 break
             if self.scan_pos == 0:
@@ -509,6 +564,28 @@ cdef class HttpProtocol(Protocol):
                     return
         if not conn.closed and conn.out_bytes:
             self.flush_or_close()
+
+    cdef bint skip_empty_lines(self) except -1:
+        """RFC 9112 2.2: ignore empty lines (CRLF or LF) before a request line, a few only.
+
+        True if the connection was refused for sending too many of them.
+        """
+        cdef Connection conn = self.conn
+        cdef const char *p
+        while conn.rstart < conn.rend:
+            p = conn.rbuf + conn.rstart
+            if p[0] == b'\n':
+                conn.rstart += 1
+            elif p[0] == b'\r' and conn.rend - conn.rstart >= 2 and p[1] == b'\n':
+                conn.rstart += 2
+            else:
+                break
+            self.scan_pos = 0
+            self.empty_lines += 1
+            if self.empty_lines > MAX_EMPTY_LINES:
+                self.reject(400, "too many empty lines before the request line")
+                return True
+        return False
 
     cdef bint flush_or_close(self) except -1:
         """Flush; pause reading if the client is not taking the output. False if closed/paused."""
@@ -636,6 +713,8 @@ cdef class HttpProtocol(Protocol):
             nlen = name_end - pos
             if name_is(buf + pos, nlen, b"host", 4):
                 host_count += 1
+                if not valid_host(buf + val_start, val_end - val_start):
+                    raise HttpError(400, f"invalid Host header: {buf[val_start:val_end][:100]!r}")
             elif name_is(buf + pos, nlen, b"content-length", 14):
                 cl = 0
                 if val_end == val_start or val_end - val_start > 18:
@@ -682,6 +761,8 @@ cdef class HttpProtocol(Protocol):
         p_start = t_start
         if buf[t_start] != b'/':
             if t_end - t_start == 1 and buf[t_start] == b'*':
+                if not name_is(buf, m_end, b"options", 7) or memcmp(buf, b"OPTIONS", 7) != 0:
+                    raise HttpError(400, "the asterisk-form target '*' is only for OPTIONS")
                 p_start = -1
             else:
                 p_start = self.absolute_path_start(buf, t_start, t_end)
@@ -719,6 +800,7 @@ cdef class HttpProtocol(Protocol):
         self.expect_continue = expect and self.version == 11
         conn.rstart += end
         self.scan_pos = 0
+        self.empty_lines = 0
         return 1
 
     cdef Py_ssize_t find_head_end(self, const char *buf, Py_ssize_t n):
@@ -756,8 +838,11 @@ cdef class HttpProtocol(Protocol):
             i = s + 8
         else:
             raise HttpError(400, f"invalid request target: {buf[s:e][:100]!r}")
+        s = i
         while i < e and buf[i] != b'/' and buf[i] != b'?':
             i += 1
+        if i == s or not valid_host(buf + s, i - s):
+            raise HttpError(400, f"invalid host in request target: {buf[s:i][:100]!r}")
         return i
 
     cdef int check_transfer_coding(self, str value, bint seen) except -1:
@@ -773,6 +858,7 @@ cdef class HttpProtocol(Protocol):
         self._head_sent = False
         self.finished = False
         self.continue_sent = False
+        conn.loop.requests += 1
         self.sent = 0
         self.status_code = 0
         if conn.loop.threaded:
@@ -980,12 +1066,17 @@ def parse_pieces(pieces, HttpSettings settings=None):
     conn.rcap = 1
     proto.conn = conn
     while True:
-        while conn.rstart < conn.rend and (conn.rbuf[conn.rstart] == b'\r'
-                                           or conn.rbuf[conn.rstart] == b'\n'):
-            conn.rstart += 1
+        proto.empty_lines = 0
+        while conn.rstart < conn.rend and (conn.rbuf[conn.rstart] == b'\n' or (
+                conn.rbuf[conn.rstart] == b'\r' and conn.rend - conn.rstart >= 2
+                and conn.rbuf[conn.rstart + 1] == b'\n')):
+            conn.rstart += 1 if conn.rbuf[conn.rstart] == b'\n' else 2
             proto.scan_pos = 0
-        if conn.rstart == conn.rend and conn.recv_some() == 0:
-            return requests, False
+        if conn.rstart == conn.rend or (conn.rend - conn.rstart == 1
+                                        and conn.rbuf[conn.rstart] == b'\r'):
+            if conn.recv_some() == 0:
+                return requests, conn.rstart != conn.rend
+            continue
         if not proto.parse_head():
             if conn.recv_some() == 0:
                 return requests, True

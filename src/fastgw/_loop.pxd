@@ -98,6 +98,7 @@ cdef class Loop:
     cdef public Py_ssize_t max_connections
     cdef public double io_timeout
     cdef public double graceful_timeout
+    cdef public unsigned long long requests
     cdef public object tick
     cdef double stop_deadline
     cdef readonly bint threaded

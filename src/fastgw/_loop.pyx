@@ -140,6 +140,10 @@ cdef enum:
 # After a response that closes the connection, how long to read and discard what
 # the client still sends, so the kernel does not answer it with a reset.
 cdef double LINGER_TIMEOUT = 2.0
+# When a worker stops, an idle connection is closed only after this long without
+# traffic: a connection just accepted, or a keep-alive one, may have a request on
+# the way, which is then answered (with Connection: close) instead of reset.
+cdef double STOP_IDLE_GRACE = 1.0
 
 WAIT_READ = POLLIN
 WAIT_WRITE = POLLOUT
@@ -731,7 +735,7 @@ cdef class Loop:
 
     cdef void forget(self, Connection conn):
         self.conns.pop(conn.fd, None)
-        if self.accept_paused and len(self.conns) < self.max_connections * 9 // 10:
+        if self.accept_paused and len(self.conns) < max(1, self.max_connections * 9 // 10):
             self.pause_accepting(False)
         # Keep the object alive until the current batch of events is dispatched:
         # a later event of the batch may still point at it.
@@ -775,7 +779,7 @@ cdef class Loop:
             if conn.lingering:
                 if now - conn.last_active > LINGER_TIMEOUT:
                     conn.close()
-            elif self.stopping and conn.protocol.is_idle():
+            elif self.stopping and conn.protocol.is_idle() and now - conn.last_active > STOP_IDLE_GRACE:
                 conn.close()
             else:
                 deadline = conn.protocol.deadline()

@@ -22,6 +22,8 @@ cdef enum:
     FLUSH_THRESHOLD = 65536
 
 cdef bytes CGI_PREFIX = b"Status: "
+# nginx's uwsgi module expects an HTTP status line, as uWSGI sends.
+cdef bytes UWSGI_PREFIX = b"HTTP/1.1 "
 
 
 class CgiVarsError(Exception):
@@ -173,6 +175,7 @@ cdef class CgiVarsProtocol(Protocol):
             return
         self.req = request_from_params(params, body)
         self.busy = True
+        conn.loop.requests += 1
         self.head_request = self.req.method == "HEAD"
         if conn.loop.threaded:
             conn.loop.submit(conn, self.call_handler)
@@ -197,7 +200,7 @@ cdef class CgiVarsProtocol(Protocol):
 
     cdef void reject_too_large(self, Py_ssize_t size) except *:
         body = f"request body of {size} bytes is larger than {self.settings.body}\n".encode()
-        self.conn.queue(build_head(CGI_PREFIX, "413 Content Too Large",
+        self.conn.queue(build_head(UWSGI_PREFIX if self.uwsgi else CGI_PREFIX, "413 Content Too Large",
                                    [("Content-Type", "text/plain; charset=utf-8")],
                                    len(body), False, False, None))
         self.conn.queue(body)
@@ -217,7 +220,7 @@ cdef class CgiVarsProtocol(Protocol):
         cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
         self.status_code = code
         self.body_allowed = not (code < 200 or code == 204 or code == 304 or self.head_request)
-        self.conn.queue(build_head(CGI_PREFIX, status, headers,
+        self.conn.queue(build_head(UWSGI_PREFIX if self.uwsgi else CGI_PREFIX, status, headers,
                                    length if length >= 0 and not length_in_headers else -1,
                                    False, False, None))
         self._head_sent = True

@@ -28,13 +28,19 @@ class AccessLog:
             self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
         return self._stamp
 
-    def log(self, environ, status, nbytes):
-        request_line = (f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')} "
-                        f"{environ['SERVER_PROTOCOL']}")
-        line = (f"{environ.get('REMOTE_ADDR') or '-'} - {environ.get('REMOTE_USER') or '-'} "
+    def log(self, req, status, nbytes, user=None):
+        """One line for a finished request: the Request, its status code and body bytes sent."""
+        referer = user_agent = "-"
+        for name, value in req.headers:
+            if len(name) == 7 and name.lower() == "referer":
+                referer = value
+            elif len(name) == 10 and name.lower() == "user-agent":
+                user_agent = value
+        peer = req.peer
+        request_line = f"{req.method} {req.target} {req.version}"
+        line = (f"{peer[0] if peer else '-'} - {quote(user) if user else '-'} "
                 f"[{self.timestamp()}] \"{quote(request_line)}\" {status or '-'} {nbytes or '-'} "
-                f"\"{quote(environ.get('HTTP_REFERER', '-'))}\" "
-                f"\"{quote(environ.get('HTTP_USER_AGENT', '-'))}\"\n")
+                f"\"{quote(referer)}\" \"{quote(user_agent)}\"\n")
         self.stream.write(line)
         if self.stream is sys.stdout:
             self.stream.flush()

@@ -1,11 +1,21 @@
-"""The `fastgw` command: parse flags into a Config, start the master, report errors in one line."""
+"""The `fastgw` command: flags (and a --config file) into a Config; serve it or check it.
+
+Strategy: `serve` and `check` share one set of arguments. A --config file's
+[server] values become the parser's defaults and the command line is parsed
+again, so a flag given on the command line always wins; list flags (--bind)
+given on the command line replace the file's, --env adds to them, and a mount
+given on the command line replaces the file's mount of the same prefix.
+"""
 import argparse
 import os
 import sys
 
 from fastgw import __version__
-from fastgw.config import LOG_LEVELS, Config, parse_bind, parse_env
+from fastgw.config import LOG_LEVELS, Config, Mount, parse_bind, parse_env, parse_mount_arg
 from fastgw.errors import ConfigError, FastgwError
+
+# Arguments that are not [server] keys of a config file.
+NOT_SERVER_KEYS = frozenset({"help", "app", "config", "mount", "static"})
 
 
 def positive_int(text):
@@ -51,12 +61,37 @@ def build_parser():
         prog="fastgw", description="A fast gateway between the web and Python (WSGI) applications.")
     parser.add_argument("--version", action="version", version=f"fastgw {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = {}
     serve = commands.add_parser(
-        "serve", help="serve a WSGI application over HTTP/1.1",
-        description="Serve a WSGI application over HTTP/1.1 with prefork workers.")
-    serve.add_argument("app", metavar="APP",
-                       help="the WSGI application: module:attribute (dotted attribute allowed), "
-                            "module:factory() or module (attribute 'application')")
+        "serve", help="serve WSGI applications and static files over HTTP/1.1",
+        description="Serve WSGI applications and static files over HTTP/1.1 with prefork workers.")
+    add_serve_arguments(serve)
+    parser.commands["serve"] = serve
+    check = commands.add_parser(
+        "check", help="validate the configuration; print the routing table and settings",
+        description="Validate the configuration (the same arguments as serve, usually "
+                    "--config FILE) and print the routing table and the resolved settings. "
+                    "Applications are not imported.")
+    add_serve_arguments(check)
+    parser.commands["check"] = check
+    return parser
+
+
+def add_serve_arguments(serve):
+    serve.add_argument("app", metavar="APP", nargs="?",
+                       help="the WSGI application mounted at '/': module:attribute (dotted "
+                            "attribute allowed), module:factory() or module (attribute "
+                            "'application'); optional when --mount, --static or --config say "
+                            "what to serve")
+    serve.add_argument("-c", "--config", metavar="FILE",
+                       help="read settings ([server]) and mounts ([[mount]]) from a TOML file; "
+                            "flags on the command line override it")
+    serve.add_argument("--mount", action="append", default=[], metavar="PREFIX=APP",
+                       help="mount a WSGI application at a URL prefix, e.g. "
+                            "/api=api.wsgi:application (SCRIPT_NAME=/api); repeatable")
+    serve.add_argument("--static", action="append", default=[], metavar="PREFIX=PATH",
+                       help="serve a directory below a URL prefix (/static=/srv/static) or one "
+                            "file at exactly a path (/robots.txt=/srv/robots.txt); repeatable")
     serve.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
                        help="listen on HOST:PORT, [IPv6]:PORT or unix:/path; repeatable "
                             "(default 127.0.0.1:8000)")
@@ -86,6 +121,24 @@ def build_parser():
     serve.add_argument("--max-connections", type=positive_int, default=4096, metavar="N",
                        help="open connections per worker; beyond it accepting pauses "
                             "(default 4096)")
+    process = serve.add_argument_group("process model")
+    process.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                         help="application threads per worker; 1 runs the app inline on the "
+                              "event loop (fastest), N > 1 lets blocking apps overlap (default 1)")
+    process.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS",
+                         help="kill (after dumping its stacks) a worker whose request runs "
+                              "longer; 0 = never (default 30)")
+    process.add_argument("--max-requests", type=non_negative_int, default=0, metavar="N",
+                         help="restart a worker gracefully after about N requests; 0 = never")
+    process.add_argument("--max-requests-jitter", type=non_negative_int, default=0, metavar="N",
+                         help="add a random 0..N to --max-requests per worker (default 0)")
+    process.add_argument("--pid", metavar="FILE", help="write the master's pid to FILE")
+    process.add_argument("--user", metavar="USER",
+                         help="switch to this user after binding (when started as root)")
+    process.add_argument("--group", metavar="GROUP",
+                         help="switch to this group after binding (when started as root)")
+    process.add_argument("--reload", action="store_true",
+                         help="development: restart workers when a source file of the app changes")
     limits = serve.add_argument_group("request limits (bytes unless noted)")
     limits.add_argument("--limit-request-line", type=positive_int, default=8190, metavar="N",
                         help="longest request line, else 414 (default 8190)")
@@ -104,17 +157,83 @@ def build_parser():
     limits.add_argument("--limit-trailer-size", type=positive_int, default=8192, metavar="N",
                         help="largest trailer section of a chunked body, else 400 "
                              "(default 8192)")
-    return parser
 
 
-def config_from_args(args):
+def server_options(command_parser):
+    """The [server] keys of a config file: one per flag of `serve`."""
+    from fastgw.configfile import Option
+
+    options = {}
+    for action in command_parser._actions:
+        if not action.option_strings or action.dest in NOT_SERVER_KEYS:
+            continue
+        flag = max(action.option_strings, key=len)
+        key = flag.lstrip("-").replace("-", "_")
+        boolean = action.nargs == 0
+        options[key] = Option(key, flag, action.dest, convert=action.type, choices=action.choices,
+                              multiple=isinstance(action, argparse._AppendAction),
+                              boolean=boolean, const=action.const if boolean else None)
+    return options
+
+
+def parse_command_line(argv=None):
+    """argv -> (parser, args, ConfigFile or None); a --config file fills in what argv leaves out."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return parser, args, None
+    file_config = None
+    if args.config:
+        from fastgw import configfile
+
+        command_parser = parser.commands[args.command]
+        options = server_options(command_parser)
+        file_config = configfile.load(args.config, options)
+        command_parser.set_defaults(**{options[key].dest: value
+                                       for key, value in file_config.server.items()
+                                       if not options[key].multiple})
+        args = parser.parse_args(argv)
+        args.file_options = options
+    return parser, args, file_config
+
+
+def config_from_args(args, file_config=None):
+    sources = {}
+    binds = args.bind
+    bind_where = "--bind"
+    env = list(args.env)
+    file_mounts = []
+    if file_config is not None:
+        options = args.file_options
+        for key, value in file_config.server.items():
+            option = options[key]
+            if option.multiple:
+                if key == "env":
+                    env = value + env
+                elif key == "bind" and not binds:
+                    binds = value
+                    bind_where = f"{file_config.where('bind')} ="
+                elif not getattr(args, option.dest, None):
+                    setattr(args, option.dest, value)
+            elif getattr(args, option.dest, None) == value:
+                sources[option.dest] = file_config.where(key)
+        file_mounts = file_config.mounts
+    cli_mounts = []
+    if args.app is not None:
+        cli_mounts.append(Mount(path="/", app=args.app, source=f"APP {args.app!r}"))
+    cli_mounts += [parse_mount_arg(text, "--mount") for text in args.mount]
+    cli_mounts += [parse_mount_arg(text, "--static") for text in args.static]
+    overridden = {m.path for m in cli_mounts}
+    mounts = [m for m in file_mounts if m.path not in overridden] + cli_mounts
     return Config(
-        app=args.app,
-        binds=tuple(parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])),
+        mounts=tuple(mounts),
+        config_file=file_config.path if file_config is not None else None,
+        sources=sources,
+        binds=tuple(parse_bind(b, bind_where) for b in (binds or ["127.0.0.1:8000"])),
         workers=args.workers,
         chdir=args.chdir,
         pythonpath=tuple(p for p in args.pythonpath.split(":") if p),
-        env=tuple(parse_env(e) for e in args.env),
+        env=tuple(parse_env(e) for e in env),
         backlog=args.backlog,
         log_level=args.log_level,
         access_log=args.access_log,
@@ -130,21 +249,104 @@ def config_from_args(args):
         limit_request_body=args.limit_request_body,
         limit_chunk_line=args.limit_chunk_line,
         limit_trailer_size=args.limit_trailer_size,
+        threads=args.threads,
+        timeout=args.timeout,
+        max_requests=args.max_requests,
+        max_requests_jitter=args.max_requests_jitter,
+        pid=args.pid,
+        user=args.user,
+        group=args.group,
+        reload=args.reload,
     )
 
 
-def serve(config):
+def serve(config, reload_config=None):
     from fastgw.errorlog import setup_error_log
-    from fastgw.loader import parse_app_spec, prepare_import_path
+    from fastgw.loader import prepare_import_path
     from fastgw.master import Master
 
-    parse_app_spec(config.app)
     setup_error_log(config.log_level)
     if config.chdir:
         os.chdir(config.chdir)
     os.environ.update(config.env)
     prepare_import_path(config.pythonpath)
-    return Master(config).run()
+    return Master(config, reload_config=reload_config).run()
+
+
+def config_reloader(argv):
+    """For SIGHUP: read the command line and the --config file again, as at the start
+    (relative paths from the directory fastgw was started in, not the --chdir one)."""
+    start_dir = os.getcwd()
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def reload_config():
+        here = os.getcwd()
+        try:
+            os.chdir(start_dir)
+        except OSError as e:
+            raise ConfigError(f"cannot go back to {start_dir!r} to read the configuration "
+                              f"again: {e.strerror}") from None
+        try:
+            _, args, file_config = parse_command_line(argv)
+            return config_from_args(args, file_config)
+        except SystemExit:
+            raise ConfigError("the command line no longer parses") from None
+        finally:
+            os.chdir(here)
+
+    return reload_config
+
+
+def routing_order(mount):
+    """Sort key: exact files, then longer prefixes, then '/': the order matching tries them."""
+    return (mount.kind != "file", mount.path == "/", -mount.path.count("/"), mount.path)
+
+
+def setting_value(config, args, key, option):
+    """The resolved value of a [server] key, as a TOML value."""
+    if key == "bind":
+        return [bind_text(b) for b in config.binds]
+    if key == "env":
+        return dict(config.env)
+    if key == "pythonpath":
+        return list(config.pythonpath)
+    if hasattr(config, key):
+        return getattr(config, key)
+    return getattr(args, option.dest, None)
+
+
+def bind_text(bind):
+    scheme = "" if bind.scheme == "http" else f"{bind.scheme}://"
+    if bind.path is not None:
+        return f"{scheme}unix:{bind.path}"
+    host = f"[{bind.host}]" if ":" in bind.host else bind.host
+    return f"{scheme}{host}:{bind.port}"
+
+
+def check(config, args):
+    """`fastgw check`: the configuration is valid; print the routing table and the settings."""
+    from fastgw.configfile import toml_value
+
+    out = sys.stdout
+    try:
+        out.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError):
+        pass
+    where = f" ({config.config_file} and the command line)" if config.config_file else ""
+    out.write(f"fastgw: configuration OK{where}\n\n")
+    out.write("routing table (exact files first, then the longest prefix wins):\n")
+    for mount in sorted(config.mounts, key=routing_order):
+        out.write(f"  {mount.describe()}\n")
+    out.write("\nsettings ([server] keys):\n")
+    options = getattr(args, "file_options", None) or server_options(build_parser().commands["check"])
+    for key, option in sorted(options.items()):
+        value = setting_value(config, args, key, option)
+        if value is None:
+            out.write(f"  # {key} is not set\n")
+        else:
+            out.write(f"  {key} = {toml_value(value)}\n")
+    out.flush()
+    return 0
 
 
 def main(argv=None):
@@ -152,13 +354,15 @@ def main(argv=None):
         print("fastgw: error: Windows is not supported; run fastgw on Linux or macOS "
               "(or in WSL)", file=sys.stderr)
         return 1
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
     try:
-        return serve(config_from_args(args))
+        parser, args, file_config = parse_command_line(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        config = config_from_args(args, file_config)
+        if args.command == "check":
+            return check(config, args)
+        return serve(config, config_reloader(argv))
     except (ConfigError, FastgwError) as e:
         print(f"fastgw: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -1,8 +1,15 @@
-"""Validated, frozen configuration; every bad value raises ConfigError naming the flag."""
+"""Validated, frozen configuration; every bad value raises ConfigError naming the flag.
+
+Where a value came from (a command-line flag or a key of the --config file) is
+kept in `Config.sources`, so an error names the place the user has to edit.
+File system paths are str in one convention: their bytes decoded as UTF-8 with
+surrogateescape (see `fs_bytes`), so they survive any locale, even LANG=C.
+"""
 import os
 import re
+import stat
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 from fastgw.errors import ConfigError
 
@@ -20,7 +27,7 @@ class Bind:
 
     def describe(self, port=None):
         if self.path is not None:
-            return f"unix:{self.path}"
+            return f"unix:{self.path}" if self.scheme == "http" else f"{self.scheme}://unix:{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port if port is None else port}"
 
@@ -28,29 +35,187 @@ class Bind:
 _IPV6_BIND = re.compile(r"\[([0-9A-Fa-f:.%\w]+)\]:(\d+)")
 
 
-def parse_bind(text):
-    """`HOST:PORT`, `[IPv6]:PORT` or `unix:/path` -> Bind."""
-    how = "expected HOST:PORT, [IPv6]:PORT or unix:/path (e.g. 127.0.0.1:8000)"
+SCHEMES = ("http", "fastcgi", "scgi", "uwsgi")
+
+
+def parse_bind(text, where="--bind"):
+    """`[SCHEME://]HOST:PORT`, `[IPv6]:PORT` or `unix:/path` -> Bind; `where` names the flag.
+
+    SCHEME is the protocol spoken on the listener: http (the default), fastcgi, scgi
+    or uwsgi (e.g. `fastcgi://127.0.0.1:9000`, `scgi://unix:/run/app.sock`).
+    """
+    how = ("expected [SCHEME://]HOST:PORT, [IPv6]:PORT or [SCHEME://]unix:/path with SCHEME "
+           f"one of {', '.join(SCHEMES)} (e.g. 127.0.0.1:8000, fastcgi://unix:/run/app.sock)")
+    full = text
+    scheme = "http"
+    if "://" in text:
+        scheme, _, text = text.partition("://")
+        if scheme not in SCHEMES:
+            raise ConfigError(f"{where} {full!r}: unknown protocol {scheme!r}; {how}")
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
-            raise ConfigError(f"--bind {text!r}: missing socket path; {how}")
-        return Bind(path=os.path.abspath(path))
+            raise ConfigError(f"{where} {full!r}: missing socket path; {how}")
+        return Bind(path=os.path.abspath(path), scheme=scheme)
     match = _IPV6_BIND.fullmatch(text)
     if match:
         host, port = match.group(1), match.group(2)
     else:
         host, sep, port = text.rpartition(":")
-        if not sep or not host or ":" in host or "[" in host:
-            raise ConfigError(f"--bind {text!r}: {how}")
+        if not sep or not host or ":" in host or "[" in host or "/" in text:
+            raise ConfigError(f"{where} {full!r}: {how}")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--bind {text!r}: port must be a number from 0 to 65535; {how}")
-    return Bind(host=host, port=int(port))
+        raise ConfigError(f"{where} {full!r}: port must be a number from 0 to 65535; {how}")
+    return Bind(host=host, port=int(port), scheme=scheme)
+
+
+def fs_bytes(path):
+    """The file system bytes of a path str kept in fastgw's convention."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def fs_str(raw):
+    """bytes from the file system (or os.fsencode of an argv str) -> a path str."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def printable_path(path):
+    """A path str safe to print in any locale (undecodable bytes as \\xNN)."""
+    return fs_bytes(path).decode("utf-8", "backslashreplace")
+
+
+def wire_path(path):
+    """A URL path as the HTTP layer delivers it: UTF-8 bytes carried in a latin-1 str."""
+    return path.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+_BAD_PREFIX_CHARS = re.compile(r"[\x00-\x20\x7f?#%\\\\]")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One entry of the routing table: a URL prefix served by an app or by static files.
+
+    `app` is a WSGI application spec (module:callable). `static` is a directory
+    (served below the prefix) or one file (served at exactly the prefix, e.g.
+    /robots.txt). The other options only apply to static mounts.
+    """
+
+    path: str
+    app: Optional[str] = None
+    static: Optional[str] = None
+    index: Optional[str] = "index.html"
+    cache_control: Optional[str] = None
+    dotfiles: bool = False
+    follow_symlinks: bool = False
+    precompressed: bool = True
+    # "--mount '/api=api:app'" or "fastgw.toml: [[mount]] #2": where to fix a mistake.
+    source: str = field(default="", compare=False)
+    # "app", "dir" or "file"; worked out when the mount is validated.
+    kind: str = field(default="", init=False, compare=False)
+
+    def __post_init__(self):
+        where = self.source or f"mount {self.path!r}"
+        path = self.path
+        if type(path) is not str or not path.startswith("/"):
+            raise ConfigError(f"{where}: the URL prefix {path!r} must start with '/', "
+                              f"e.g. /static or /api")
+        if len(path) > 1:
+            path = path.rstrip("/") or "/"
+        if _BAD_PREFIX_CHARS.search(path):
+            raise ConfigError(f"{where}: the URL prefix {self.path!r} may not contain spaces, "
+                              f"control characters, '?', '#', '%' or backslashes; write it "
+                              f"decoded, e.g. /media/files")
+        if "//" in path or any(seg in (".", "..") for seg in path.split("/")):
+            raise ConfigError(f"{where}: the URL prefix {self.path!r} may not contain empty, "
+                              f"'.' or '..' segments")
+        object.__setattr__(self, "path", path)
+        if (self.app is None) == (self.static is None):
+            raise ConfigError(f"{where}: give either an app (module:callable) or a static "
+                              f"directory or file, {'not both' if self.app else 'not neither'}")
+        if self.app is not None:
+            from fastgw.loader import parse_app_spec
+            try:
+                parse_app_spec(self.app)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            object.__setattr__(self, "kind", "app")
+            return
+        self.check_static(where)
+
+    def check_static(self, where):
+        raw = fs_bytes(self.static)
+        if not raw or b"\0" in raw:
+            raise ConfigError(f"{where}: static path {self.static!r} is empty or contains a NUL")
+        raw = os.path.abspath(raw)
+        try:
+            st = os.stat(raw)
+        except OSError as e:
+            raise ConfigError(f"{where}: static path {printable_path(fs_str(raw))!r}: "
+                              f"{e.strerror.lower()}; give an existing directory or file") from None
+        if stat.S_ISDIR(st.st_mode):
+            kind = "dir"
+        elif stat.S_ISREG(st.st_mode):
+            kind = "file"
+        else:
+            raise ConfigError(f"{where}: static path {printable_path(fs_str(raw))!r} is neither "
+                              f"a directory nor a regular file")
+        object.__setattr__(self, "static", fs_str(raw))
+        object.__setattr__(self, "kind", kind)
+        if self.index is not None:
+            if (type(self.index) is not str or not self.index or "/" in self.index
+                    or self.index in (".", "..") or "\0" in self.index):
+                raise ConfigError(f"{where}: index {self.index!r} must be a file name such as "
+                                  f"index.html (no '/'), or off")
+        if self.cache_control is not None:
+            if type(self.cache_control) is not str or any(
+                    c < " " or c == "\x7f" or c > "\x7e" for c in self.cache_control):
+                raise ConfigError(f"{where}: cache_control {self.cache_control!r} must be "
+                                  f"printable ASCII, e.g. 'public, max-age=3600'")
+        for name in ("dotfiles", "follow_symlinks", "precompressed"):
+            if type(getattr(self, name)) is not bool:
+                raise ConfigError(f"{where}: {name} {getattr(self, name)!r} must be true or false")
+
+    @property
+    def wire_path(self):
+        return wire_path(self.path)
+
+    def describe(self):
+        """One line of the routing table, as `fastgw check` prints it."""
+        if self.kind == "app":
+            return f"{self.path:<20} app          {self.app}"
+        what = "static dir " if self.kind == "dir" else "static file"
+        line = f"{self.path:<20} {what}  {printable_path(self.static)}"
+        options = []
+        if self.kind == "dir":
+            options.append(f"index={self.index}" if self.index else "index=off")
+            if self.dotfiles:
+                options.append("dotfiles")
+            if self.follow_symlinks:
+                options.append("follow_symlinks")
+        if self.precompressed:
+            options.append("precompressed")
+        if self.cache_control:
+            options.append(f"cache_control={self.cache_control!r}")
+        return line + ("  (" + ", ".join(options) + ")" if options else "")
+
+
+def parse_mount_arg(text, flag):
+    """`--mount PREFIX=APP` / `--static PREFIX=PATH` -> Mount."""
+    prefix, sep, target = text.partition("=")
+    example = "/api=api.wsgi:application" if flag == "--mount" else "/static=/srv/site/static"
+    if not sep or not prefix or not target:
+        raise ConfigError(f"{flag} {text!r}: expected PREFIX={'APP' if flag == '--mount' else 'PATH'}"
+                          f", e.g. {flag} {example}")
+    source = f"{flag} {text!r}"
+    if flag == "--mount":
+        return Mount(path=prefix, app=target, source=source)
+    return Mount(path=prefix, static=fs_str(os.fsencode(target)), source=source)
 
 
 @dataclass(frozen=True)
 class Config:
-    app: str
+    app: Optional[str] = None
     binds: Tuple[Bind, ...] = (Bind(host="127.0.0.1", port=8000),)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     chdir: Optional[str] = None
@@ -71,8 +236,32 @@ class Config:
     limit_request_body: int = 0
     limit_chunk_line: int = 4096
     limit_trailer_size: int = 8192
+    threads: int = 1
+    timeout: float = 30.0
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    pid: Optional[str] = None
+    user: Optional[str] = None
+    group: Optional[str] = None
+    reload: bool = False
+    # The routing table; `app` (if given) is the mount at "/".
+    mounts: Tuple[Mount, ...] = ()
+    config_file: Optional[str] = None
+    # field name -> where its value was set, e.g. "fastgw.toml: [server] workers".
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
+        try:
+            self.validate()
+        except ConfigError as e:
+            text = str(e)
+            for name, where in self.sources.items():
+                flag = "--" + name.replace("_", "-")
+                if text.startswith(flag + " "):
+                    raise ConfigError(f"{where} = {text[len(flag) + 1:]}") from None
+            raise
+
+    def validate(self):
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers}: must be at least 1")
         if self.backlog < 1:
@@ -81,6 +270,12 @@ class Config:
             raise ConfigError(f"--log-level {self.log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
         if self.keepalive < 0:
             raise ConfigError(f"--keepalive {self.keepalive}: must be 0 or more seconds")
+        if self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: must be at least 1")
+        if self.timeout < 0:
+            raise ConfigError(f"--timeout {self.timeout}: must be 0 (never) or more seconds")
+        if self.max_requests < 0 or self.max_requests_jitter < 0:
+            raise ConfigError("--max-requests and --max-requests-jitter must be 0 or more")
         if self.graceful_timeout < 0:
             raise ConfigError(f"--graceful-timeout {self.graceful_timeout}: must be 0 or more seconds")
         for name in ("header_timeout", "io_timeout"):
@@ -100,6 +295,36 @@ class Config:
             raise ConfigError(f"--chdir {self.chdir!r}: no such directory")
         if not self.binds:
             raise ConfigError("no --bind given")
+        self.validate_mounts()
+
+    def validate_mounts(self):
+        mounts = list(self.mounts)
+        for m in mounts:
+            if not isinstance(m, Mount):
+                raise ConfigError(f"mounts must be Mount objects, not {type(m).__name__}")
+        root = [m for m in mounts if m.path == "/"]
+        if self.app is not None:
+            if root and root[0].app == self.app:
+                pass  # already normalised (e.g. dataclasses.replace of a Config)
+            elif root:
+                other = root[0].source or "a mount"
+                raise ConfigError(f"APP {self.app!r} is the mount at '/', but {other} also "
+                                  f"mounts '/'; keep one of them")
+            else:
+                mounts.insert(0, Mount(path="/", app=self.app, source=f"APP {self.app!r}"))
+        elif root and root[0].kind == "app":
+            object.__setattr__(self, "app", root[0].app)
+        seen = {}
+        for m in mounts:
+            if m.path in seen:
+                first = seen[m.path].source or "another mount"
+                raise ConfigError(f"{m.source or 'a mount'} and {first} both mount {m.path!r}; "
+                                  f"each URL prefix can be mounted once")
+            seen[m.path] = m
+        if not mounts:
+            raise ConfigError("nothing to serve: give APP (module:callable), --mount PREFIX=APP, "
+                              "--static PREFIX=PATH, or [[mount]] entries in a --config file")
+        object.__setattr__(self, "mounts", tuple(mounts))
 
 
 def parse_env(text):

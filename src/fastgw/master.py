@@ -1,35 +1,85 @@
 """The master process: binds the listeners, forks workers that share them, keeps them alive.
 
 Strategy: signals only append to a list and wake the main loop through
-signal.set_wakeup_fd; everything else (reaping, respawning, stopping) happens
-in the loop. The first worker must report that it imported the application
-before the others are forked, so a broken APP is reported once and stops the
-server instead of sending every worker into a crash loop.
+signal.set_wakeup_fd; everything else (reaping, respawning, reloading, stopping)
+happens in the loop. Workers import the application themselves after the fork, so
+a reload (SIGHUP) is: fork a new generation, wait until every new worker reports
+that it imported the app, then retire the old generation gracefully; the
+listening sockets never close. The first worker must report ready before the
+others are forked, so a broken APP is reported once and stops the server instead
+of sending every worker into a crash loop. Each worker writes a heartbeat (the
+start of its oldest running request, or the current time) into a shared page;
+a worker silent for longer than --timeout gets SIGUSR2 (faulthandler dumps its
+threads' stacks to the error log) and then SIGKILL.
 """
+import dataclasses
 import logging
+import mmap
 import os
 import select
 import signal
+import struct
 import sys
 import time
 
+from fastgw.errors import ConfigError, FastgwError
 from fastgw.listeners import listen
 from fastgw.worker import BOOT_ERROR, Worker
 
 log = logging.getLogger("fastgw.error")
 
 RESPAWN_DELAY = 1.0
+HEARTBEAT_SLOTS = 1024
+STACK_DUMP_GRACE = 1.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+
+class Heartbeats:
+    """One double per worker slot in an anonymous shared mapping (CLOCK_MONOTONIC seconds)."""
+
+    def __init__(self, slots=HEARTBEAT_SLOTS):
+        self.page = mmap.mmap(-1, 8 * slots)
+        self.free = list(range(slots - 1, -1, -1))
+
+    def take(self):
+        slot = self.free.pop()
+        self.write(slot, 0.0)
+        return slot
+
+    def give_back(self, slot):
+        self.free.append(slot)
+
+    def write(self, slot, value):
+        struct.pack_into("d", self.page, 8 * slot, value)
+
+    def read(self, slot):
+        return struct.unpack_from("d", self.page, 8 * slot)[0]
+
+
+@dataclasses.dataclass
+class WorkerInfo:
+    pid: int
+    slot: int
+    started: float
+    ready_fd: int = -1
+    timed_out_at: float = 0.0
 
 
 class Master:
-    def __init__(self, config):
+    def __init__(self, config, reload_config=None):
         self.config = config
+        self.reload_config = reload_config
         self.sockets = []
-        self.workers = {}  # pid -> time it was started
+        self.workers = {}  # pid -> WorkerInfo, the current generation
+        self.retiring = {}  # pid -> WorkerInfo, told to stop (reload, fewer workers)
+        self.retire_deadline = {}
         self.signals = []
         self.stopping = False
         self.stop_deadline = None
         self.next_spawn = 0.0
+        self.exit_code = 0
+        self.heartbeats = Heartbeats()
+        self.pid_file = None
 
     def run(self):
         """Run until stopped; return the exit status."""
@@ -39,6 +89,8 @@ class Master:
             for sock, bind in self.sockets:
                 port = sock.getsockname()[1] if bind.path is None else None
                 log.info("Listening at: %s (%d)", bind.describe(port), os.getpid())
+            self.write_pid_file()
+            self.drop_privileges()
             self.install_signals()
             if not self.boot_first_worker():
                 return 0 if self.stopping else 1
@@ -52,13 +104,57 @@ class Master:
                         os.unlink(bind.path)
                     except OSError:
                         pass
+            if self.pid_file is not None:
+                try:
+                    os.unlink(self.pid_file)
+                except OSError:
+                    pass
+
+    def write_pid_file(self):
+        path = self.config.pid
+        if not path:
+            return
+        try:
+            with open(path, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        except OSError as e:
+            raise ConfigError(f"--pid {path!r}: cannot write the pid file: {e.strerror}") from None
+        self.pid_file = os.path.abspath(path)
+
+    def drop_privileges(self):
+        user, group = self.config.user, self.config.group
+        if not user and not group:
+            return
+        import grp
+        import pwd
+        if os.getuid() != 0:
+            raise ConfigError("--user/--group: only a server started as root can switch user; "
+                              "drop the flags or start fastgw as root")
+        try:
+            entry = pwd.getpwnam(user) if user else None
+        except KeyError:
+            raise ConfigError(f"--user {user!r}: no such user") from None
+        try:
+            gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+        except KeyError:
+            raise ConfigError(f"--group {group!r}: no such group") from None
+        uid = entry.pw_uid if entry else os.getuid()
+        for sock, bind in self.sockets:
+            if bind.path is not None:
+                os.chown(bind.path, uid, gid)
+        os.setgroups([])
+        os.setgid(gid)
+        if entry:
+            os.setuid(uid)
+        log.info("Running as uid %d, gid %d", os.getuid(), os.getgid())
 
     def install_signals(self):
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD,
+                       signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(signum, self.on_signal)
 
     def on_signal(self, signum, frame):
@@ -68,25 +164,43 @@ class Master:
         ready_r = ready_w = None
         if ready:
             ready_r, ready_w = os.pipe()
+        slot = self.heartbeats.take()
         master_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            self.child(master_pid, ready_r, ready_w)
-        self.workers[pid] = time.monotonic()
+        # Block stop signals across fork(): the child must not receive one while it still
+        # has the master's handlers; it unblocks them once its own are in place.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self.child(master_pid, ready_r, ready_w, slot)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        info = WorkerInfo(pid, slot, time.monotonic())
+        self.workers[pid] = info
         log.info("Booting worker with pid: %d", pid)
         if ready:
             os.close(ready_w)
-        return pid, ready_r
+            info.ready_fd = ready_r
+        return info
 
-    def child(self, master_pid, ready_r, ready_w):
+    def child(self, master_pid, ready_r, ready_w, slot):
         code = 1
         try:
             signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU,
+                           signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             os.close(self.wake_r)
             os.close(self.wake_w)
             if ready_r is not None:
                 os.close(ready_r)
-            code = Worker(self.config, self.sockets, master_pid, ready_w).run()
+            for info in list(self.workers.values()) + list(self.retiring.values()):
+                if info.ready_fd >= 0:
+                    os.close(info.ready_fd)
+            code = Worker(self.config, self.sockets, master_pid, ready_w,
+                          heartbeat=(self.heartbeats, slot)).run()
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
         finally:
@@ -94,55 +208,72 @@ class Master:
             sys.stderr.flush()
             os._exit(code)
 
+    def wait_ready(self, infos):
+        """Wait until every worker in `infos` imported the app: True, or False if one failed."""
+        pending = {info.ready_fd: info for info in infos}
+        ok = True
+        try:
+            while pending and ok:
+                readable, _, _ = select.select(list(pending) + [self.wake_r], [], [], 1.0)
+                for fd in readable:
+                    if fd == self.wake_r:
+                        self.drain_wakeups()
+                        if self.handle_signals(during_boot=True):
+                            return False
+                        continue
+                    info = pending.pop(fd)
+                    if os.read(fd, 1):
+                        self.heartbeats.write(info.slot, time.monotonic())
+                        continue
+                    _, status = os.waitpid(info.pid, 0)
+                    self.forget(info)
+                    if not self.stopping:
+                        if os.waitstatus_to_exitcode(status) == BOOT_ERROR:
+                            log.error("the application could not be loaded (error above)")
+                        else:
+                            log.error("a new worker exited (%s) before it was ready",
+                                      describe_status(status))
+                    ok = False
+                if self.stopping:
+                    return False
+            return ok
+        finally:
+            for info in infos:
+                if info.ready_fd >= 0:
+                    os.close(info.ready_fd)
+                    info.ready_fd = -1
+
     def boot_first_worker(self):
         """Fork one worker and wait until it has imported the app; False if it could not."""
-        pid, ready_r = self.spawn(ready=True)
-        try:
-            while True:
-                readable, _, _ = select.select([ready_r, self.wake_r], [], [], 1.0)
-                if ready_r in readable:
-                    if os.read(ready_r, 1):
-                        break
-                    _, status = os.waitpid(pid, 0)
-                    self.workers.pop(pid, None)
-                    if self.stopping:
-                        log.info("Shutting down: stopped before the first worker was ready")
-                    elif os.waitstatus_to_exitcode(status) == BOOT_ERROR:
-                        log.error("the application could not be loaded; stopping")
-                    else:
-                        log.error("the first worker exited (%s) before it was ready; stopping",
-                                  describe_status(status))
-                    return False
-                if self.wake_r in readable:
-                    self.drain_wakeups()
-                    if self.handle_signals():
-                        return False
-        finally:
-            os.close(ready_r)
+        if not self.wait_ready([self.spawn(ready=True)]):
+            if self.stopping:
+                log.info("Shutting down: stopped before the first worker was ready")
+            else:
+                log.error("stopping: fix the application and start again")
+            return False
         for _ in range(self.config.workers - 1):
             self.spawn()
         return True
 
     def supervise(self):
         while True:
-            timeout = 1.0
-            if self.stopping:
-                timeout = 0.1
             try:
-                readable, _, _ = select.select([self.wake_r], [], [], timeout)
+                readable, _, _ = select.select([self.wake_r], [], [], 0.1 if self.stopping else 1.0)
             except InterruptedError:
                 readable = []
             if readable:
                 self.drain_wakeups()
             if self.handle_signals():
-                return 0
+                return self.exit_code
             self.reap()
+            self.check_timeouts()
             if self.stopping:
-                if not self.workers:
+                if not self.workers and not self.retiring:
                     log.info("Shutting down: all workers stopped")
-                    return 0
+                    return self.exit_code
                 if time.monotonic() > self.stop_deadline:
-                    log.warning("graceful timeout: killing %d worker(s)", len(self.workers))
+                    log.warning("graceful timeout: killing %d worker(s)",
+                                len(self.workers) + len(self.retiring))
                     self.kill_all(signal.SIGKILL)
             else:
                 self.maintain()
@@ -154,7 +285,7 @@ class Master:
         except BlockingIOError:
             pass
 
-    def handle_signals(self):
+    def handle_signals(self, during_boot=False):
         """Act on received signals; True when the master must exit now."""
         while self.signals:
             signum = self.signals.pop(0)
@@ -164,47 +295,147 @@ class Master:
                     self.kill_all(signal.SIGKILL)
                     self.reap()
                     return True
-                log.info("%s: stopping gracefully (up to %g s)", signal.Signals(signum).name,
-                         self.config.graceful_timeout)
-                self.stopping = True
-                self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 1.0
-                self.kill_all(signal.SIGTERM)
+                self.begin_stop(signal.Signals(signum).name)
             elif signum == signal.SIGQUIT:
                 log.info("SIGQUIT: stopping at once")
                 self.kill_all(signal.SIGKILL)
                 self.reap()
                 return True
+            elif during_boot or self.stopping:
+                continue
+            elif signum == signal.SIGHUP:
+                self.reload()
+            elif signum == signal.SIGUSR1:
+                log.info("SIGUSR1: reopening log files")
+                self.kill_all(signal.SIGUSR1)
+            elif signum == signal.SIGTTIN:
+                self.resize(self.config.workers + 1)
+            elif signum == signal.SIGTTOU:
+                self.resize(max(1, self.config.workers - 1))
         return False
 
+    def begin_stop(self, why):
+        log.info("%s: stopping gracefully (up to %g s)", why, self.config.graceful_timeout)
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 1.0
+        self.kill_all(signal.SIGTERM)
+
+    def resize(self, count):
+        log.info("workers: %d -> %d", self.config.workers, count)
+        self.config = dataclasses.replace(self.config, workers=count)
+        while len(self.workers) > count:
+            self.retire(min(self.workers.values(), key=lambda info: info.started))
+
+    def retire(self, info):
+        self.workers.pop(info.pid, None)
+        self.retiring[info.pid] = info
+        self.retire_deadline[info.pid] = time.monotonic() + self.config.graceful_timeout + 1.0
+        try:
+            os.kill(info.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def reload(self):
+        """SIGHUP: new config, new workers with the app re-imported, then retire the old ones."""
+        log.info("SIGHUP: reloading")
+        config = self.config
+        if self.reload_config is not None:
+            try:
+                config = self.reload_config()
+            except FastgwError as e:
+                log.error("reload failed: %s; the running workers keep serving", e)
+                return
+            if config.binds != self.config.binds:
+                log.warning("reload: listeners cannot change without a restart; keeping %s",
+                            ", ".join(b.describe() for b in self.config.binds))
+                config = dataclasses.replace(config, binds=self.config.binds)
+        old_config, old = self.config, list(self.workers.values())
+        self.config = config
+        self.workers = {}
+        new = [self.spawn(ready=True) for _ in range(config.workers)]
+        if self.wait_ready(new):
+            for info in old:
+                self.retire(info)
+            log.info("reload done: %d new worker(s), %d retiring", len(new), len(old))
+            return
+        for info in list(self.workers.values()):
+            self.retire(info)
+            self.kill_worker(info, signal.SIGKILL)
+        self.config = old_config
+        self.workers.update({info.pid: info for info in old})
+        if not self.stopping:
+            log.error("reload failed: the new workers could not start; the old workers keep serving")
+
     def reap(self):
-        while self.workers:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                self.workers.clear()
                 return
             if pid == 0:
                 return
-            started = self.workers.pop(pid, None)
-            if started is None or self.stopping:
+            info = self.workers.get(pid) or self.retiring.get(pid)
+            if info is None:
                 continue
-            code = os.waitstatus_to_exitcode(status)
-            log.warning("worker %d exited (%s)%s", pid, describe_status(status),
-                        "; it could not load the application" if code == BOOT_ERROR else "")
-            if code == BOOT_ERROR or time.monotonic() - started < RESPAWN_DELAY:
-                self.next_spawn = time.monotonic() + RESPAWN_DELAY
+            self.forget(info)
+            if info.pid not in self.retire_deadline and not self.stopping:
+                self.worker_died(info, status)
+            self.retire_deadline.pop(pid, None)
+
+    def forget(self, info):
+        self.workers.pop(info.pid, None)
+        self.retiring.pop(info.pid, None)
+        self.heartbeats.give_back(info.slot)
+
+    def worker_died(self, info, status):
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            log.info("worker %d exited to be replaced", info.pid)
+            return
+        if code == BOOT_ERROR and not self.config.reload:
+            log.error("worker %d could not load the application (error above); stopping",
+                      info.pid)
+            self.exit_code = 1
+            self.begin_stop("boot failure")
+            return
+        log.warning("worker %d exited (%s); starting another", info.pid, describe_status(status))
+        if code == BOOT_ERROR or time.monotonic() - info.started < RESPAWN_DELAY:
+            self.next_spawn = time.monotonic() + RESPAWN_DELAY
+
+    def check_timeouts(self):
+        now = time.monotonic()
+        for pid, deadline in list(self.retire_deadline.items()):
+            if now > deadline and pid in self.retiring:
+                log.warning("worker %d did not finish within the graceful timeout; killing it", pid)
+                self.kill_worker(self.retiring[pid], signal.SIGKILL)
+        timeout = self.config.timeout
+        if not timeout:
+            return
+        for info in list(self.workers.values()) + list(self.retiring.values()):
+            beat = self.heartbeats.read(info.slot)
+            if info.timed_out_at:
+                if now - info.timed_out_at > STACK_DUMP_GRACE:
+                    self.kill_worker(info, signal.SIGKILL)
+            elif beat and now - beat > timeout:
+                log.error("worker %d: a request has run for more than %g s (--timeout); "
+                          "dumping its stacks and killing it", info.pid, timeout)
+                info.timed_out_at = now
+                self.kill_worker(info, signal.SIGUSR2)
 
     def maintain(self):
         """Respawn workers that died (after a pause if they die young)."""
         while len(self.workers) < self.config.workers and time.monotonic() >= self.next_spawn:
             self.spawn()
 
+    def kill_worker(self, info, signum):
+        try:
+            os.kill(info.pid, signum)
+        except ProcessLookupError:
+            pass
+
     def kill_all(self, signum):
-        for pid in list(self.workers):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                self.workers.pop(pid, None)
+        for info in list(self.workers.values()) + list(self.retiring.values()):
+            self.kill_worker(info, signum)
 
 
 def describe_status(status):

@@ -20,7 +20,7 @@ log = logging.getLogger("fastgw.error")
 # RFC 9110 section 7.6.1: these describe one connection; PEP 3333 forbids apps to send them.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+    "proxy-connection", "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 })
 CACHE_LIMIT = 1024
 DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -126,6 +126,8 @@ class Exchange:
             if lower == "content-length":
                 if not value.isdigit() or not value.isascii():
                     raise ValueError(f"invalid Content-Length header from the application: {value!r}")
+                if length >= 0 and int(value) != length:
+                    raise ValueError("the application sent two different Content-Length headers")
                 length = int(value)
         self.status = status
         self.headers = headers
@@ -152,14 +154,13 @@ class Exchange:
 class WsgiHandler:
     """Calls one WSGI application for each request handed to it."""
 
-    def __init__(self, app, multiprocess=False, access_log=None, errors=None):
+    def __init__(self, app, multiprocess=False, errors=None, multithread=False):
         self.app = app
-        self.access_log = access_log
         self.template = {
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
             "wsgi.errors": errors if errors is not None else sys.stderr,
-            "wsgi.multithread": False,
+            "wsgi.multithread": multithread,
             "wsgi.multiprocess": multiprocess,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
@@ -169,6 +170,10 @@ class WsgiHandler:
 
     def environ(self, req):
         env = self.template.copy()
+        params = req.params
+        if params is not None:
+            # FastCGI/SCGI/uwsgi: the web server's CGI variables, then the router's split.
+            env.update(params)
         env["REQUEST_METHOD"] = req.method
         env["SCRIPT_NAME"] = req.script_name
         env["PATH_INFO"] = req.path
@@ -177,6 +182,13 @@ class WsgiHandler:
         env["SERVER_PROTOCOL"] = req.version
         env["wsgi.input"] = req.body
         env["wsgi.url_scheme"] = req.scheme
+        if params is not None:
+            if req.errors is not None:
+                env["wsgi.errors"] = req.errors
+            env.setdefault("SERVER_NAME", req.sockname[0])
+            env.setdefault("SERVER_PORT", str(req.sockname[1]))
+            env.setdefault("REMOTE_ADDR", req.peer[0] if req.peer else "")
+            return env
         peer = req.peer
         if peer is not None:
             env["REMOTE_ADDR"] = peer[0]
@@ -227,8 +239,6 @@ class WsgiHandler:
                     close()
                 except Exception:
                     log.exception("error in close() of the application's response")
-            if self.access_log is not None:
-                self.access_log.log(env, resp.status_code, resp.bytes_sent)
 
     def respond(self, ex, result):
         """Send the response; return its last bytes if they can ride with the batch's flush."""
@@ -241,6 +251,9 @@ class WsgiHandler:
             body = result[0] if result else b""
             if type(body) is not bytes:
                 raise TypeError(f"the application's body must be bytes, not {type(body).__name__}")
+            if ex.length >= 0 and len(body) != ex.length and ex.status[:3] not in ("204", "304"):
+                raise ValueError(f"the application's Content-Length ({ex.length}) does not "
+                                 f"match its {len(body)}-byte body")
             ex.send_head(len(body))
             return body
         for chunk in result:

@@ -101,6 +101,25 @@ class RecordingFile(io.FileIO):
         super().__init__(path, "rb")
         self._ident = ident
         self._in_del = False
+        self._read_recorded = False
+
+    def _note_read(self):
+        # Reading through Python means the zero-copy path was not used.
+        if not self._read_recorded:
+            self._read_recorded = True
+            _record("closed.log", "python-read %s" % self._ident)
+
+    def read(self, *args):
+        self._note_read()
+        return super().read(*args)
+
+    def readinto(self, buf):
+        self._note_read()
+        return super().readinto(buf)
+
+    def readall(self):
+        self._note_read()
+        return super().readall()
 
     def close(self):
         if not self.closed:
@@ -126,6 +145,11 @@ class ReadOnlyFileLike:
     def close(self):
         if self._ident:
             _record("closed.log", "closed %s" % self._ident)
+
+
+# A worker that got this far has finished the fork/boot steps; tests that
+# must not race a worker's start-up wait for this line.
+_record("boot.log", "imported %d" % os.getpid())
 
 
 # --------------------------------------------------------------------------
@@ -225,8 +249,9 @@ def r_body(environ, start_response):
     elif mode == "iter":
         chunks = [line for line in inp]
     elif mode == "partial":
-        # read only a prefix; the server has to deal with the rest
-        chunks.append(inp.read(size))
+        # read only a prefix (the body has no newline early on, so this is
+        # `size` bytes); the server has to deal with the rest
+        chunks.append(inp.readline(size))
         return _json(start_response, {"chunks": [c.decode("latin-1") for c in chunks]})
     elif mode == "ignore":
         return _json(start_response, {"chunks": []})

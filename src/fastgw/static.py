@@ -1,0 +1,498 @@
+"""Static files: safe path resolution, validators and 304s, ranges, precompressed variants.
+
+Strategy: the path below the mount (PATH_INFO: the raw bytes in a latin-1 str,
+PEP 3333) goes back to bytes and is checked before anything touches the file
+system: a NUL, a backslash or a '.'/'..' segment is malformed (400), an encoded
+slash or a dotfile is not found (404). Files are opened by their bytes path, so
+non-ASCII names work in any locale. A file is opened once (O_NONBLOCK, so a FIFO
+cannot hang the worker) and everything after that uses the descriptor: fstat for
+ETag and Last-Modified, /proc/self/fd to see where symlinks really led, sendfile(2)
+for the body. Conditional requests follow RFC 9110 section 13.2.2, ranges section 14.
+"""
+import email.utils
+import errno
+import logging
+import mimetypes
+import os
+import re
+import stat
+import time
+
+from fastgw.config import fs_bytes
+from fastgw.errors import ClientDisconnected
+
+log = logging.getLogger("fastgw.error")
+
+OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+ALLOW = [("Allow", "GET, HEAD")]
+# More ranges than this, or ranges adding up to more than the file, are ignored
+# (the whole file is sent): RFC 9110 section 14.2 allows it, and it stops a
+# small request from asking for the same large file many times over.
+MAX_RANGES = 64
+# Request headers this handler reads.
+WANTED = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+                    "range", "if-range", "accept-encoding"})
+# Precompressed siblings, best first: (content coding, file suffix).
+ENCODINGS = (("br", b".br"), ("gzip", b".gz"))
+_DIGITS = re.compile(r"[0-9]+")
+STATUS_LINES = {
+    400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found",
+    405: "405 Method Not Allowed", 412: "412 Precondition Failed",
+    416: "416 Range Not Satisfiable", 500: "500 Internal Server Error",
+}
+_NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG,
+                               errno.ENXIO, errno.ENODEV})
+
+# --------------------------------------------------------------------------
+# Content-Type
+
+# Python's table differs between versions for common web types; these are fixed.
+_WEB_TYPES = {
+    ".html": "text/html", ".htm": "text/html", ".css": "text/css", ".txt": "text/plain",
+    ".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json",
+    ".map": "application/json", ".webmanifest": "application/manifest+json",
+    ".xml": "application/xml", ".svg": "image/svg+xml", ".md": "text/markdown",
+    ".csv": "text/csv", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+    ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif",
+    ".ico": "image/vnd.microsoft.icon", ".woff": "font/woff", ".woff2": "font/woff2",
+    ".ttf": "font/ttf", ".otf": "font/otf", ".wasm": "application/wasm",
+    ".pdf": "application/pdf", ".zip": "application/zip", ".gz": "application/gzip",
+    ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+    ".wav": "audio/wav", ".bin": "application/octet-stream",
+}
+# Types that are text although not text/*; they get `charset=utf-8` too.
+_TEXTUAL = frozenset({"application/json", "application/manifest+json", "application/xml",
+                      "application/javascript", "image/svg+xml", "application/xhtml+xml",
+                      "application/rss+xml", "application/atom+xml"})
+DEFAULT_TYPE = "application/octet-stream"
+
+
+def _build_types():
+    # MimeTypes() uses Python's built-in table only (not /etc/mime.types), so the
+    # answer does not depend on the machine.
+    table = dict(mimetypes.MimeTypes().types_map[True])
+    table.update(_WEB_TYPES)
+    types = {}
+    for ext, ctype in table.items():
+        if ctype.startswith("text/") or ctype in _TEXTUAL:
+            ctype += "; charset=utf-8"
+        types[ext.lower().encode("ascii")] = ctype
+    return types
+
+
+CONTENT_TYPES = _build_types()
+
+
+def content_type(name):
+    """Content-Type for a file name (bytes), from its extension."""
+    dot = name.rfind(b".")
+    if dot <= name.rfind(b"/"):
+        return DEFAULT_TYPE
+    return CONTENT_TYPES.get(name[dot:].lower(), DEFAULT_TYPE)
+
+
+# --------------------------------------------------------------------------
+# dates, validators, ranges
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(seconds):
+    """An IMF-fixdate: 'Sun, 06 Nov 1994 08:49:37 GMT'."""
+    t = time.gmtime(seconds)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
+def parse_http_date(text):
+    """Seconds since the epoch of an HTTP date (any of the three RFC 9110 forms), or None."""
+    try:
+        parsed = email.utils.parsedate_tz(text)
+        return None if parsed is None else email.utils.mktime_tz(parsed)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+
+
+def make_etag(st):
+    """A strong validator from modification time (ns) and size, as nginx makes one."""
+    return f'"{st.st_mtime_ns // 1000:x}-{st.st_size:x}"'
+
+
+def etag_matches(header, etag, weak):
+    """Does an If-Match / If-None-Match list match `etag` (weak or strong comparison)?"""
+    header = header.strip()
+    if header == "*":
+        return True
+    for tag in header.split(","):
+        tag = tag.strip()
+        if weak:
+            if tag[:2] == "W/":
+                tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+def parse_ranges(header, size):
+    """Byte ranges of a Range header for a file of `size` bytes.
+
+    Returns None when the header is to be ignored (other unit, bad syntax, too
+    many or too much), else a list of (first, last) inclusive offsets, empty when
+    none of them can be satisfied (-> 416).
+    """
+    unit, sep, spec = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes":
+        return None
+    ranges = []
+    count = 0
+    total = 0
+    for part in spec.split(","):
+        part = part.strip(" \t")
+        if not part:
+            continue
+        count += 1
+        if count > MAX_RANGES:
+            return None
+        first, dash, last = part.partition("-")
+        first = first.rstrip(" \t")
+        last = last.lstrip(" \t")
+        if not dash:
+            return None
+        if first:
+            if not _DIGITS.fullmatch(first) or (last and not _DIGITS.fullmatch(last)):
+                return None
+            start = _number(first)
+            end = _number(last) if last else size - 1
+            if last and end < start:
+                return None
+            if start >= size:
+                continue
+            end = min(end, size - 1)
+        else:
+            if not _DIGITS.fullmatch(last):
+                return None
+            suffix = _number(last)
+            if suffix == 0 or size == 0:
+                continue
+            start, end = max(0, size - suffix), size - 1
+        total += end - start + 1
+        ranges.append((start, end))
+    if not count or total > size:
+        return None
+    return ranges
+
+
+def _number(digits):
+    # 19 digits and more are beyond any file; int() of thousands of digits is refused.
+    return int(digits) if len(digits) < 19 else 1 << 63
+
+
+def accepted_encodings(header):
+    """The precompressed codings (in ENCODINGS order) an Accept-Encoding header allows."""
+    q = {}
+    for item in header.split(","):
+        coding, _, params = item.partition(";")
+        coding = coding.strip().lower()
+        if not coding:
+            continue
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0
+        if coding == "x-gzip":
+            coding = "gzip"
+        q[coding] = weight
+    star = q.get("*", 0.0)
+    return [enc for enc in ENCODINGS if q.get(enc[0], star) > 0]
+
+
+def target_path(target):
+    """The still-encoded path part of a request-target (origin or absolute form)."""
+    if not target.startswith("/"):
+        scheme_end = target.find("://")
+        if scheme_end < 0:
+            return ""
+        slash = target.find("/", scheme_end + 3)
+        if slash < 0:
+            return "/"
+        target = target[slash:]
+    query = target.find("?")
+    return target if query < 0 else target[:query]
+
+
+# --------------------------------------------------------------------------
+# the handler
+
+
+class StaticFiles:
+    """Serves a directory below a mount's prefix, or one file at exactly the prefix."""
+
+    def __init__(self, root, single_file=False, index="index.html", cache_control=None,
+                 dotfiles=False, follow_symlinks=False, precompressed=True):
+        self.root = os.path.abspath(root if type(root) is bytes else fs_bytes(root))
+        real = os.path.realpath(self.root)
+        self.real_root = real
+        self.real_prefix = real if real.endswith(b"/") else real + b"/"
+        self.single_file = single_file
+        self.index = fs_bytes(index) if index else None
+        self.cache_control = cache_control
+        self.dotfiles = dotfiles
+        self.follow_symlinks = follow_symlinks
+        self.precompressed = precompressed
+        if single_file:
+            self.root_type = content_type(self.root)
+
+    @classmethod
+    def from_mount(cls, mount):
+        return cls(mount.static, single_file=mount.kind == "file", index=mount.index,
+                   cache_control=mount.cache_control, dotfiles=mount.dotfiles,
+                   follow_symlinks=mount.follow_symlinks, precompressed=mount.precompressed)
+
+    def __call__(self, req, resp):
+        fd = -1
+        try:
+            method = req.method
+            if method != "GET" and method != "HEAD":
+                return self.error(resp, 405, ALLOW)
+            if self.single_file:
+                if req.path:
+                    return self.error(resp, 404)
+                path = self.root
+                fd = self.open(path, check=False)
+            else:
+                path = self.resolve(req)
+                if type(path) is int:
+                    return self.error(resp, path)
+                fd = self.open(path)
+            if fd < 0:
+                return self.error(resp, -fd)
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                os.close(fd)
+                fd = -1
+                if self.index is None:
+                    return self.error(resp, 404)
+                if not path.endswith(b"/"):
+                    return self.redirect_to_directory(req, resp)
+                path += self.index
+                fd = self.open(path)
+                if fd < 0:
+                    return self.error(resp, -fd)
+                st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or path.endswith(b"/"):
+                return self.error(resp, 404)
+            want = {}
+            for name, value in req.headers:
+                lower = name.lower()
+                if lower in WANTED:
+                    want[lower] = want[lower] + ", " + value if lower in want else value
+            coding = None
+            accept = want.get("accept-encoding")
+            if self.precompressed and accept is not None and (
+                    "br" in accept or "gzip" in accept or "*" in accept):
+                for coding, suffix in accepted_encodings(accept):
+                    variant = self.open(path + suffix, check=not self.single_file)
+                    if variant < 0:
+                        continue
+                    try:
+                        vst = os.fstat(variant)
+                    except OSError:
+                        vst = None
+                    if vst is not None and stat.S_ISREG(vst.st_mode):
+                        old, fd, st = fd, variant, vst
+                        os.close(old)
+                        break
+                    os.close(variant)
+                else:
+                    coding = None
+            self.send(resp, path, fd, st, want, coding)
+        except ClientDisconnected as e:
+            log.info("client %s went away during a static file: %s", req.peer, e)
+            resp.abort()
+        except Exception:
+            log.exception("error serving a static file for %s %s", req.method, req.target)
+            if resp.headers_sent:
+                resp.abort()
+            else:
+                self.error(resp, 500)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def resolve(self, req):
+        """The file system path (bytes) for the request, or the status that refuses it."""
+        raw = req.path.encode("latin-1")
+        if raw and raw[:1] != b"/":
+            return 400
+        if b"\0" in raw or b"\\" in raw:
+            return 400
+        if "%" in req.target:
+            encoded = target_path(req.target).lower()
+            if "%2f" in encoded:
+                return 404  # like Apache's AllowEncodedSlashes Off
+        if b"/." in raw:
+            for segment in raw.split(b"/"):
+                if segment[:1] == b".":
+                    if segment == b"." or segment == b"..":
+                        return 400
+                    if not self.dotfiles:
+                        return 404
+        if b"//" in raw:
+            trailing = raw.endswith(b"/")
+            raw = b"/" + b"/".join(s for s in raw.split(b"/") if s)
+            if trailing and raw != b"/":
+                raw += b"/"
+        return self.root + raw
+
+    def open(self, path, check=True):
+        """A descriptor (>= 0) of `path`, or minus the status to answer (-404, -403)."""
+        try:
+            fd = os.open(path, OPEN_FLAGS)
+        except PermissionError:
+            return -403
+        except OSError as e:
+            if e.errno in _NOT_FOUND_ERRNOS:
+                return -404
+            raise
+        if check and not self.follow_symlinks and not self.inside_root(fd, path):
+            os.close(fd)
+            log.info("not serving %r: a symlink leads outside %r (follow_symlinks is off)",
+                     path, self.root)
+            return -404
+        return fd
+
+    def inside_root(self, fd, path):
+        """Is the file really (symlinks resolved) below the root? Asked of the open descriptor."""
+        try:
+            real = os.readlink(b"/proc/self/fd/%d" % fd)
+        except OSError:
+            real = os.path.realpath(path)
+        return real.startswith(self.real_prefix) or real == self.real_root
+
+    def send(self, resp, path, fd, st, want, coding):
+        """Answer with the open regular file (or its `coding` variant): 200, 206, 304, 412, 416."""
+        headers = [("Content-Type", self.root_type if self.single_file else content_type(path))]
+        if coding is not None:
+            headers.append(("Content-Encoding", coding))
+        if self.precompressed:
+            headers.append(("Vary", "Accept-Encoding"))
+        etag = make_etag(st)
+        last_modified = http_date(st.st_mtime)
+        headers.append(("ETag", etag))
+        headers.append(("Last-Modified", last_modified))
+        if self.cache_control:
+            headers.append(("Cache-Control", self.cache_control))
+
+        status = self.check_preconditions(want, etag, last_modified, st)
+        if status == 304:
+            resp.send_head("304 Not Modified", [h for h in headers if h[0] != "Content-Type"],
+                           -1, False)
+            resp.finish()
+            return
+        if status:
+            return self.error(resp, status)
+
+        size = st.st_size
+        headers.append(("Accept-Ranges", "bytes"))
+        ranges = None
+        header = want.get("range")
+        if header is not None:
+            if_range = want.get("if-range")
+            if if_range is None or self.if_range_holds(if_range, etag, last_modified, st):
+                ranges = parse_ranges(header, size)
+        if ranges is None:
+            resp.send_head("200 OK", headers, size, False)
+            resp.send_file(fd, 0, size)
+            resp.finish()
+        elif not ranges:
+            self.error(resp, 416, [("Content-Range", f"bytes */{size}")])
+        elif len(ranges) == 1:
+            first, last = ranges[0]
+            headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
+            resp.send_head("206 Partial Content", headers, last - first + 1, False)
+            resp.send_file(fd, first, last - first + 1)
+            resp.finish()
+        else:
+            self.send_multipart(resp, fd, headers, ranges, size)
+
+    def check_preconditions(self, want, etag, last_modified, st):
+        """0 to go on, 304 (not modified) or 412 (precondition failed); RFC 9110 13.2.2."""
+        if_match = want.get("if-match")
+        if if_match is not None:
+            if not etag_matches(if_match, etag, weak=False):
+                return 412
+        else:
+            since = want.get("if-unmodified-since")
+            if since is not None:
+                date = parse_http_date(since)
+                if date is not None and int(st.st_mtime) > date:
+                    return 412
+        if_none_match = want.get("if-none-match")
+        if if_none_match is not None:
+            return 304 if etag_matches(if_none_match, etag, weak=True) else 0
+        since = want.get("if-modified-since")
+        if since is not None:
+            if since == last_modified:
+                return 304
+            date = parse_http_date(since)
+            if date is not None and int(st.st_mtime) <= date:
+                return 304
+        return 0
+
+    @staticmethod
+    def if_range_holds(value, etag, last_modified, st):
+        value = value.strip()
+        if value.startswith('"'):
+            return value == etag
+        if value.startswith("W/"):
+            return False  # a weak validator never allows a range
+        if value == last_modified:
+            return True
+        return parse_http_date(value) == int(st.st_mtime)
+
+    def send_multipart(self, resp, fd, headers, ranges, size):
+        """206 multipart/byteranges: part heads written, part bodies sent with sendfile."""
+        boundary = os.urandom(12).hex()
+        part_type = headers[0][1]
+        heads = []
+        length = 0
+        for i, (first, last) in enumerate(ranges):
+            head = (f"{'' if i == 0 else chr(13) + chr(10)}--{boundary}\r\n"
+                    f"Content-Type: {part_type}\r\n"
+                    f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n").encode("latin-1")
+            heads.append(head)
+            length += len(head) + last - first + 1
+        closing = f"\r\n--{boundary}--\r\n".encode("latin-1")
+        length += len(closing)
+        headers[0] = ("Content-Type", f"multipart/byteranges; boundary={boundary}")
+        resp.send_head("206 Partial Content", headers, length, False)
+        for head, (first, last) in zip(heads, ranges):
+            resp.write(head)
+            resp.send_file(fd, first, last - first + 1)
+        resp.finish(closing)
+
+    def redirect_to_directory(self, req, resp):
+        """/static/docs -> 301 /static/docs/ (query kept), so relative links resolve."""
+        # One leading slash only: "//host/" would send the browser to another site.
+        location = "/" + target_path(req.target).lstrip("/") + "/"
+        if req.query:
+            location += "?" + req.query
+        body = f"301 Moved Permanently: {location}\n".encode("latin-1")
+        resp.send_head("301 Moved Permanently",
+                       [("Location", location), ("Content-Type", "text/plain; charset=utf-8")],
+                       len(body), False)
+        resp.finish(body)
+
+    @staticmethod
+    def error(resp, status, extra=()):
+        line = STATUS_LINES[status]
+        body = (line + "\n").encode("latin-1")
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        headers.extend(extra)
+        resp.send_head(line, headers, len(body), False)
+        resp.finish(body)
