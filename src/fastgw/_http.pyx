@@ -237,11 +237,13 @@ cdef bint valid_chunk_extensions(const char *p, Py_ssize_t i, Py_ssize_t n):
                 return False
 
 
-cdef Py_ssize_t str_len(object s, str what) except -1:
+cdef Py_ssize_t str_len(object s, str what, object header=None) except -1:
     """Length of a str that must be latin-1 (one byte per character) on the wire."""
-    if not PyUnicode_Check(s):
-        raise TypeError(f"{what} must be str, not {type(s).__name__}: {s!r}")
-    if PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND:
+    if not PyUnicode_Check(s) or PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND:
+        if header is not None:
+            what = f"{what} {header!r}"
+        if not PyUnicode_Check(s):
+            raise TypeError(f"{what} must be str, not {type(s).__name__}: {s!r}")
         raise ValueError(f"{what} is not latin-1 encodable: {s!r}")
     return PyUnicode_GET_LENGTH(s)
 
@@ -279,7 +281,7 @@ cdef bytes build_head(bytes prefix, str status, list headers, Py_ssize_t length,
         if not PyTuple_Check(item) or len(item) != 2:
             raise TypeError(f"response header must be a (name, value) tuple: {item!r}")
         nlen = str_len(item[0], "header name")
-        vlen = str_len(item[1], f"value of header {item[0]!r}")
+        vlen = str_len(item[1], "value of header", item[0])
         s = <const unsigned char *>PyUnicode_DATA(item[0])
         if nlen == 4 and name_is(<const char *>s, 4, b"date", 4):
             own_date = True

@@ -313,6 +313,91 @@ cdef class BodyReader:
         return False
 
 
+cdef dict ENVIRON_KEYS = {}
+cdef dict SERVER_NAMES = {}
+cdef dict DEFAULT_PORTS = {"http": "80", "https": "443"}
+cdef Py_ssize_t CACHE_LIMIT = 1024
+
+
+cdef object environ_key(str name):
+    """'User-Agent' -> 'HTTP_USER_AGENT'; None for names with '_' (spoofable, as in nginx)."""
+    cdef object key
+    if "_" in name:
+        key = None
+    else:
+        key = name.upper().replace("-", "_")
+        if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+            key = "HTTP_" + key
+    if len(ENVIRON_KEYS) < CACHE_LIMIT:
+        ENVIRON_KEYS[name] = key
+    return key
+
+
+cdef tuple split_host(str host, str scheme):
+    """'example.com:8080' -> ('example.com', '8080'); '[::1]' -> ('::1', default port)."""
+    cdef tuple found = SERVER_NAMES.get((host, scheme))
+    if found is not None:
+        return found
+    name, port = host, DEFAULT_PORTS.get(scheme, "80")
+    if host.startswith("["):
+        close = host.find("]")
+        if close > 0:
+            name = host[1:close]
+            if host[close + 1:close + 2] == ":" and host[close + 2:].isdigit():
+                port = host[close + 2:]
+    elif ":" in host:
+        name, _, maybe_port = host.rpartition(":")
+        if maybe_port.isdigit():
+            port = maybe_port
+        else:
+            name = host
+    found = (name, port)
+    if len(SERVER_NAMES) < CACHE_LIMIT:
+        SERVER_NAMES[(host, scheme)] = found
+    return found
+
+
+def http_environ(Request req, dict template):
+    """The PEP 3333 environ of a request that carries HTTP headers, built in C: the
+    template, the request line, the peer, HTTP_* (repeats joined with ", ", cookies
+    with "; "), and SERVER_NAME/SERVER_PORT from Host or the socket."""
+    cdef dict env = template.copy()
+    cdef object key, prev, host
+    cdef tuple item
+    env["REQUEST_METHOD"] = req.method
+    env["SCRIPT_NAME"] = req.script_name
+    env["PATH_INFO"] = req.path
+    env["QUERY_STRING"] = req.query
+    env["REQUEST_URI"] = req.target
+    env["SERVER_PROTOCOL"] = req.version
+    env["wsgi.input"] = req.body
+    env["wsgi.url_scheme"] = req.scheme
+    if req.peer is not None:
+        env["REMOTE_ADDR"] = req.peer[0]
+        env["REMOTE_PORT"] = str(req.peer[1])
+    else:
+        env["REMOTE_ADDR"] = ""
+    for item in req.headers:
+        key = ENVIRON_KEYS.get(item[0], 0)
+        if key is 0:
+            key = environ_key(item[0])
+        if key is None:
+            continue
+        prev = env.get(key)
+        if prev is None:
+            env[key] = item[1]
+        elif key != "CONTENT_LENGTH":
+            env[key] = prev + ("; " if key == "HTTP_COOKIE" else ", ") + item[1]
+    host = env.get("HTTP_HOST")
+    if host:
+        env["SERVER_NAME"], env["SERVER_PORT"] = split_host(host, req.scheme)
+    elif type(req.sockname) is tuple:
+        env["SERVER_NAME"], env["SERVER_PORT"] = req.sockname[0], str(req.sockname[1])
+    else:
+        env["SERVER_NAME"], env["SERVER_PORT"] = "localhost", DEFAULT_PORTS.get(req.scheme, "80")
+    return env
+
+
 cdef class Request:
     """One request as any protocol delivers it to the router and handlers."""
 

@@ -13,6 +13,7 @@ import stat
 import sys
 
 from fastgw import __version__
+from fastgw._loop import http_environ
 from fastgw.errors import ClientDisconnected, HttpError
 
 log = logging.getLogger("fastgw.error")
@@ -23,48 +24,18 @@ HOP_BY_HOP = frozenset({
     "proxy-connection", "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 })
 CACHE_LIMIT = 1024
-DEFAULT_PORTS = {"http": "80", "https": "443"}
 
-_environ_keys = {}
-_server_names = {}
-
-
-def environ_key(name):
-    """'User-Agent' -> 'HTTP_USER_AGENT'; None for names with '_' (spoofable, as in nginx)."""
-    key = _environ_keys.get(name)
-    if key is None and name not in _environ_keys:
-        if "_" in name:
-            key = None
-        else:
-            upper = name.upper().replace("-", "_")
-            key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
-        if len(_environ_keys) < CACHE_LIMIT:
-            _environ_keys[name] = key
-    return key
+_header_kinds = {}
+ORDINARY, HOP, LENGTH = 0, 1, 2
 
 
-def split_host(host, scheme):
-    """'example.com:8080' -> ('example.com', '8080'); '[::1]' -> ('::1', default port)."""
-    found = _server_names.get((host, scheme))
-    if found is not None:
-        return found
-    name, port = host, DEFAULT_PORTS.get(scheme, "80")
-    if host.startswith("["):
-        close = host.find("]")
-        if close > 0:
-            name = host[1:close]
-            if host[close + 1:close + 2] == ":" and host[close + 2:].isdigit():
-                port = host[close + 2:]
-    elif ":" in host:
-        name, _, maybe_port = host.rpartition(":")
-        if maybe_port.isdigit():
-            port = maybe_port
-        else:
-            name = host
-    found = (name, port)
-    if len(_server_names) < CACHE_LIMIT:
-        _server_names[(host, scheme)] = found
-    return found
+def header_kind(name):
+    """What start_response must check of a response header name (cached: apps reuse names)."""
+    lower = name.lower()
+    kind = HOP if lower in HOP_BY_HOP else LENGTH if lower == "content-length" else ORDINARY
+    if len(_header_kinds) < CACHE_LIMIT:
+        _header_kinds[name] = kind
+    return kind
 
 
 class FileWrapper:
@@ -120,10 +91,14 @@ class Exchange:
             name, value = item
             if type(name) is not str or type(value) is not str:
                 raise TypeError(f"response header name and value must be str: {item!r}")
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
+            kind = _header_kinds.get(name)
+            if kind is None:
+                kind = header_kind(name)
+            if kind == ORDINARY:
+                continue
+            if kind == HOP:
                 raise ValueError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
-            if lower == "content-length":
+            if kind == LENGTH:
                 if not value.isdigit() or not value.isascii():
                     raise ValueError(f"invalid Content-Length header from the application: {value!r}")
                 if length >= 0 and int(value) != length:
@@ -169,11 +144,12 @@ class WsgiHandler:
         }
 
     def environ(self, req):
-        env = self.template.copy()
         params = req.params
-        if params is not None:
-            # FastCGI/SCGI/uwsgi: the web server's CGI variables, then the router's split.
-            env.update(params)
+        if params is None:
+            return http_environ(req, self.template)
+        # FastCGI/SCGI/uwsgi: the web server's CGI variables, then the router's split.
+        env = self.template.copy()
+        env.update(params)
         env["REQUEST_METHOD"] = req.method
         env["SCRIPT_NAME"] = req.script_name
         env["PATH_INFO"] = req.path
@@ -182,38 +158,11 @@ class WsgiHandler:
         env["SERVER_PROTOCOL"] = req.version
         env["wsgi.input"] = req.body
         env["wsgi.url_scheme"] = req.scheme
-        if params is not None:
-            if req.errors is not None:
-                env["wsgi.errors"] = req.errors
-            env.setdefault("SERVER_NAME", req.sockname[0])
-            env.setdefault("SERVER_PORT", str(req.sockname[1]))
-            env.setdefault("REMOTE_ADDR", req.peer[0] if req.peer else "")
-            return env
-        peer = req.peer
-        if peer is not None:
-            env["REMOTE_ADDR"] = peer[0]
-            env["REMOTE_PORT"] = str(peer[1])
-        else:
-            env["REMOTE_ADDR"] = ""
-        for name, value in req.headers:
-            key = _environ_keys.get(name) or environ_key(name)
-            if key is None:
-                continue
-            if key in env:
-                if key == "CONTENT_LENGTH":
-                    continue
-                env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
-            else:
-                env[key] = value
-        host = env.get("HTTP_HOST")
-        if host:
-            env["SERVER_NAME"], env["SERVER_PORT"] = split_host(host, req.scheme)
-        else:
-            sockname = req.sockname
-            if type(sockname) is tuple:
-                env["SERVER_NAME"], env["SERVER_PORT"] = sockname[0], str(sockname[1])
-            else:
-                env["SERVER_NAME"], env["SERVER_PORT"] = "localhost", DEFAULT_PORTS[req.scheme]
+        if req.errors is not None:
+            env["wsgi.errors"] = req.errors
+        env.setdefault("SERVER_NAME", req.sockname[0])
+        env.setdefault("SERVER_PORT", str(req.sockname[1]))
+        env.setdefault("REMOTE_ADDR", req.peer[0] if req.peer else "")
         return env
 
     def __call__(self, req, resp):
