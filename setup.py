@@ -6,11 +6,13 @@ CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-unused-funct
 
 extensions = [
     Extension("fastgw._loop", ["src/fastgw/_loop.pyx"], include_dirs=["csrc"],
-              extra_compile_args=CFLAGS),
+              depends=["csrc/poller.h", "csrc/compat.h"], extra_compile_args=CFLAGS),
     Extension("fastgw._http", ["src/fastgw/_http.pyx", "csrc/httpdate.c"],
               include_dirs=["csrc"], extra_compile_args=CFLAGS),
-    Extension("fastgw._fcgi", ["src/fastgw/_fcgi.pyx"], extra_compile_args=CFLAGS),
-    Extension("fastgw._scgi", ["src/fastgw/_scgi.pyx"], extra_compile_args=CFLAGS),
+    Extension("fastgw._fcgi", ["src/fastgw/_fcgi.pyx"], include_dirs=["csrc"],
+              extra_compile_args=CFLAGS),
+    Extension("fastgw._scgi", ["src/fastgw/_scgi.pyx"], include_dirs=["csrc"],
+              extra_compile_args=CFLAGS),
     # The per-request WSGI code is plain Python, compiled too: about a third less time.
     Extension("fastgw.wsgi", ["src/fastgw/wsgi.py"], extra_compile_args=CFLAGS),
 ]

@@ -260,3 +260,19 @@ def test_two_different_content_lengths_from_the_app_is_500(srv):
 def test_worker_kept_serving(srv):
     assert get_pid(srv.port) == srv.first_pid
     assert srv.worker_pids() == [srv.first_pid]
+
+
+def test_replaced_response_is_logged(srv):
+    mark = srv.log_mark()
+    resp = get(srv, "/header?n=%s&v=%s" % (q("X-A"), q("a\r\nX-Logged: 1")))
+    assert resp.status == 500
+    srv.wait_for_log(r"(?i)error.*GET /header", start=mark)
+
+
+def test_short_body_after_head_is_logged(srv):
+    mark = srv.log_mark()
+    with RawConnection(srv.port, timeout=20) as conn:
+        conn.send(b"GET /length?declared=50&actual=6&mode=gen HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(IncompleteResponse):
+            conn.read_response()
+    srv.wait_for_log(r"(?i)less than its Content-Length", start=mark)

@@ -122,7 +122,8 @@ def test_every_flag_has_a_config_key():
     options = server_options(parser.commands["serve"])
     flags = {s for a in parser.commands["serve"]._actions for s in a.option_strings
              if s.startswith("--")}
-    expected = {f[2:].replace("-", "_") for f in flags} - {"help", "config", "mount", "static"}
+    expected = ({f[2:].replace("-", "_") for f in flags}
+                - {"help", "config", "mount", "static", "cgi", "fastcgi", "scgi"})
     assert set(options) == expected
     for key in ("bind", "workers", "chdir", "pythonpath", "env", "backlog", "log_level",
                 "access_log", "keepalive", "graceful_timeout", "header_timeout", "io_timeout",

@@ -8,6 +8,7 @@ One server with small limits:
   --limit-trailer-size 40   --header-timeout 2  --keepalive 2  --io-timeout 2
 """
 import json
+import socket
 
 import pytest
 
@@ -244,20 +245,16 @@ def test_chunked_body_that_stalls_is_cut_off(srv):
 
 def test_client_that_stops_reading_is_cut_off(srv):
     """A large streamed response to a client that reads nothing: after --io-timeout the
-    server gives up on it (the client later finds the body cut short)."""
-    total = 64 * 1024 * 1024
+    server gives up on it and goes on serving others.  (Reading on to the EOF is not
+    checked: the kernel may take minutes to deliver a closed socket's queued bytes to a
+    window that was closed.)"""
     mark = srv.log_mark()
-    conn = RawConnection(srv.port, timeout=30)
-    try:
-        conn.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
-        conn.send(request("GET", "/stream?n=%d" % total))
+    with RawConnection(srv.port, timeout=30) as conn:
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.send(request("GET", "/stream?n=%d" % (256 * 1024 * 1024)))
         srv.wait_for_log(r"went away|nothing for", start=mark, timeout=60)
-        received = []
-        with pytest.raises(AssertionError):
-            conn.read_response(sink=received.append)
-        assert sum(map(len, received)) < total
-    finally:
-        conn.close()
+        with RawConnection(srv.port) as other:
+            assert other.roundtrip(request("GET", "/uri?other")).body == b"/uri?other"
     assert get_pid(srv.port) == srv.first_pid
 
 

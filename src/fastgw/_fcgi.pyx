@@ -44,6 +44,7 @@ cdef enum:
     MAX_PENDING_STDIN = 1048576
 
 cdef bytes PADDING = b"\0" * 8
+cdef double KEPT_IDLE = 300.0
 cdef bytes CGI_PREFIX = b"Status: "
 
 
@@ -135,9 +136,12 @@ cdef class FcgiInput(BodyReader):
                 self.done = True
             if self.done:
                 return 0
-            if not proto.read_record():
-                conn.fill_blocking()
-                continue
+            try:
+                if not proto.read_record():
+                    conn.fill_blocking()
+                    continue
+            except FcgiProtocolError as e:
+                proto.fail_during_request(e)
             if proto.rid == self.freq.rid and proto.rtype == STDIN:
                 conn.rstart += 8
                 if proto.clen == 0:
@@ -148,9 +152,13 @@ cdef class FcgiInput(BodyReader):
                 self.padding = proto.plen
             elif proto.rid == self.freq.rid and proto.rtype == ABORT_REQUEST:
                 proto.consume_record()
+                proto.aborted = True
                 raise ClientDisconnected("the web server aborted the request (FCGI_ABORT_REQUEST)")
             else:
-                proto.handle_record()
+                try:
+                    proto.handle_record()
+                except FcgiProtocolError as e:
+                    proto.fail_during_request(e)
 
     cdef const char *peek(self):
         if self.pending is not None:
@@ -180,6 +188,7 @@ cdef class FcgiErrors:
         data = text.encode("utf-8", "backslashreplace") if isinstance(text, str) else bytes(text)
         if data and self.proto.current is not None and self.proto.current.rid == self.rid:
             self.proto.queue_stream(STDERR, self.rid, data)
+            self.proto.stderr_used = True
         return len(text)
 
     def writelines(self, lines):
@@ -212,6 +221,8 @@ cdef class FcgiProtocol(Protocol):
     cdef bint body_allowed
     cdef bint head_request
     cdef bint finished
+    cdef bint stderr_used
+    cdef bint aborted
     cdef Py_ssize_t sent
     cdef readonly int status_code
 
@@ -228,11 +239,19 @@ cdef class FcgiProtocol(Protocol):
         if self.busy:
             return 0.0
         if self.is_idle():
-            return self.conn.last_active + self.settings.keepalive_timeout
+            # A web server keeps its FastCGI connections open for reuse (nginx's upstream
+            # keepalive_timeout is 60 s): closing first would race its next request.
+            return self.conn.last_active + max(self.settings.keepalive_timeout, KEPT_IDLE)
         return self.conn.last_active + self.conn.loop.io_timeout
 
     cdef void write_drained(self) except *:
         self.data_received()
+
+    cdef int fail_during_request(self, object error) except -1:
+        """A framing error seen while the application reads its body: stop it, then close."""
+        log.warning("FastCGI protocol error from %s: %s; closing the connection",
+                    self.conn.peer or "the web server", error)
+        raise ClientDisconnected(f"FastCGI protocol error: {error}")
 
     cdef void data_received(self) except *:
         cdef Connection conn = self.conn
@@ -397,10 +416,13 @@ cdef class FcgiProtocol(Protocol):
         self.req = request_from_params(params, body, errors)
         self.body = body
         conn.loop.requests += 1
+        conn.loop.beat()
         self.current = freq
         self.busy = True
         self._head_sent = False
         self.finished = False
+        self.stderr_used = False
+        self.aborted = False
         self.sent = 0
         self.status_code = 0
         self.head_request = self.req.method == "HEAD"
@@ -420,10 +442,12 @@ cdef class FcgiProtocol(Protocol):
         cdef Connection conn = self.conn
         try:
             self.handler(self.req, self)
-            if self.finished and self.current.keep_conn and not self.body.done:
+            if (self.finished and self.current.keep_conn and not self.body.done and not self.aborted
+                    and not conn.closed and not conn.close_requested):
                 self.body.drain(1 << 62)
         except ClientDisconnected:
-            conn.close()
+            if not self.aborted:
+                conn.close()
         except Exception:
             log.exception("internal error while handling %r", self.req)
             conn.close()
@@ -448,7 +472,7 @@ cdef class FcgiProtocol(Protocol):
             conn.close()
             return
         self.end_request(freq.rid, REQUEST_COMPLETE)
-        if not freq.keep_conn or conn.loop.stopping:
+        if not freq.keep_conn:
             conn.close_after_flush()
 
     # The responder interface the handlers call.
@@ -472,6 +496,7 @@ cdef class FcgiProtocol(Protocol):
         self._head_sent = True
 
     def write(self, bytes data not None):
+        # Streamed bodies go out as they come (fastcgi_buffering off, server-sent events).
         if self.queue_body(data):
             if not self.conn.flush(0) and self.conn.out_bytes >= FLUSH_THRESHOLD:
                 self.conn.flush_blocking(0)
@@ -508,8 +533,12 @@ cdef class FcgiProtocol(Protocol):
         if last:
             self.queue_body(last)
         self.queue_record(STDOUT, self.current.rid, b"")
+        if self.stderr_used:
+            self.queue_record(STDERR, self.current.rid, b"")
         self.finished = True
 
     def abort(self):
+        """After ABORT_REQUEST the request just ends (END_REQUEST follows); else close."""
         self.finished = True
-        self.conn.close()
+        if not self.aborted:
+            self.conn.close()

@@ -10,6 +10,7 @@ cdef class HttpSettings:
     cdef public Py_ssize_t trailer
     cdef public double header_timeout
     cdef public double keepalive_timeout
+    cdef public bint proxy_protocol
 
 
 cdef bytes build_head(bytes prefix, str status, list headers, Py_ssize_t length,

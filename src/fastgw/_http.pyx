@@ -41,6 +41,7 @@ cdef extern from "Python.h":
 
 cdef enum:
     MAX_EMPTY_LINES = 8
+    BUFFERED_BODY = 65536
     DRAIN_LIMIT = 262144
     FLUSH_THRESHOLD = 65536
 
@@ -172,6 +173,44 @@ cdef bint valid_host(const char *p, Py_ssize_t n):
             return False
         i += 1
     return True
+
+
+cdef const char *PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+cdef object proxy_v1_peer(str line):
+    """'PROXY TCP4 src dst sport dport\r\n' -> (src, sport); None for PROXY UNKNOWN."""
+    import ipaddress
+    parts = line.rstrip("\r\n").split(" ")
+    if len(parts) >= 2 and parts[1] == "UNKNOWN":
+        return None
+    if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6") or not line.endswith("\r\n"):
+        raise HttpError(400, f"malformed PROXY protocol v1 line: {line!r}")
+    try:
+        ipaddress.ip_address(parts[2])
+        ipaddress.ip_address(parts[3])
+        port = int(parts[4])
+        if not (0 <= port <= 65535 and parts[4].isdigit() and parts[5].isdigit()):
+            raise ValueError
+    except ValueError:
+        raise HttpError(400, f"malformed PROXY protocol v1 line: {line!r}") from None
+    return (parts[2], port)
+
+
+cdef object proxy_v2_peer(const unsigned char *p, Py_ssize_t size):
+    """The v2 binary header: version 2, command LOCAL (keep the socket's peer) or PROXY."""
+    import ipaddress
+    if p[12] >> 4 != 2:
+        raise HttpError(400, f"unsupported PROXY protocol version {p[12] >> 4}")
+    if p[12] & 0x0f == 0:
+        return None
+    if p[12] & 0x0f != 1:
+        raise HttpError(400, "unknown PROXY protocol v2 command")
+    if p[13] >> 4 == 1 and size >= 16 + 12:
+        return (str(ipaddress.IPv4Address(bytes(p[16:20]))), (p[24] << 8) | p[25])
+    if p[13] >> 4 == 2 and size >= 16 + 36:
+        return (str(ipaddress.IPv6Address(bytes(p[16:32]))), (p[48] << 8) | p[49])
+    return None
 
 
 cdef bint valid_field_line(const char *p, Py_ssize_t n):
@@ -353,7 +392,8 @@ cdef class HttpSettings:
     """Limits and timeouts of the HTTP protocol (the --limit-* and *-timeout flags)."""
 
     def __init__(self, request_line=8190, field_size=8190, fields=100, head=65536, body=0,
-                 chunk_line=4096, trailer=8192, header_timeout=10.0, keepalive_timeout=5.0):
+                 chunk_line=4096, trailer=8192, header_timeout=10.0, keepalive_timeout=5.0,
+                 proxy_protocol=False):
         self.request_line = request_line
         self.field_size = field_size
         self.fields = fields
@@ -363,6 +403,7 @@ cdef class HttpSettings:
         self.trailer = trailer
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
+        self.proxy_protocol = proxy_protocol
 
 
 cdef class HttpBody(BodyReader):
@@ -498,12 +539,15 @@ cdef class HttpProtocol(Protocol):
     cdef HttpSettings settings
     cdef Py_ssize_t scan_pos
     cdef double head_started
+    cdef bint waiting_body
     cdef int empty_lines
+    cdef bint proxied
     cdef bint busy
     cdef Request req
     cdef HttpBody body
     cdef int version
     cdef bint keep_alive
+    cdef bint client_closes
     cdef bint head_request
     cdef bint expect_continue
     cdef bint continue_sent
@@ -520,17 +564,22 @@ cdef class HttpProtocol(Protocol):
         self.settings = settings
 
     cdef bint is_idle(self):
-        return not self.busy and self.conn.rend == self.conn.rstart
+        return not self.busy and not self.waiting_body and self.conn.rend == self.conn.rstart
 
     cdef double deadline(self):
         if self.busy:
             return 0.0
+        if self.waiting_body:
+            return self.conn.last_active + self.conn.loop.io_timeout
         if self.conn.rend == self.conn.rstart:
             return self.conn.last_active + self.settings.keepalive_timeout
         return self.head_started + self.settings.header_timeout
 
     cdef void timed_out(self) except *:
-        if self.conn.rend == self.conn.rstart:
+        if self.waiting_body:
+            self.reject(408, f"request body timed out: nothing received for "
+                             f"{self.conn.loop.io_timeout:g} s")
+        elif self.conn.rend == self.conn.rstart:
             self.conn.close()
         else:
             self.reject(408, f"request head not received within {self.settings.header_timeout:g} s")
@@ -545,19 +594,39 @@ cdef class HttpProtocol(Protocol):
         cdef Connection conn = self.conn
         if self.busy:
             return
-        while not conn.closed and not conn.paused and not conn.want_close:
-            if self.skip_empty_lines():
-                return
-            if conn.rstart == conn.rend:
-                break
-            if self.scan_pos == 0:
-                self.head_started = conn.last_active
+        if self.settings.proxy_protocol and not self.proxied:
             try:
-                if not self.parse_head():
-                    break
+                if not self.read_proxy_header():
+                    return
             except HttpError as e:
-                self.reject(e.status, str(e))
+                log.warning("refused connection from %s: %s", conn.peer, e)
+                conn.close()
                 return
+        while not conn.closed and not conn.paused and not conn.want_close:
+            if self.waiting_body:
+                if conn.rend - conn.rstart < self.req.content_length:
+                    break
+                self.waiting_body = False
+            else:
+                if self.skip_empty_lines():
+                    return
+                if conn.rstart == conn.rend:
+                    break
+                if self.scan_pos == 0:
+                    self.head_started = conn.last_active
+                try:
+                    if not self.parse_head():
+                        break
+                except HttpError as e:
+                    self.reject(e.status, str(e))
+                    return
+                # An app running inline would block the whole worker reading a body that
+                # trickles in: a small body is gathered by the loop first, as nginx does.
+                if (0 < self.req.content_length <= BUFFERED_BODY and not self.expect_continue
+                        and not conn.loop.threaded
+                        and conn.rend - conn.rstart < self.req.content_length):
+                    self.waiting_body = True
+                    break
             self.run_request()
             if conn.owned:
                 return
@@ -566,6 +635,38 @@ cdef class HttpProtocol(Protocol):
                     return
         if not conn.closed and conn.out_bytes:
             self.flush_or_close()
+
+    cdef bint read_proxy_header(self) except -1:
+        """The PROXY protocol (v1 text or v2 binary) header a load balancer sends first:
+        it names the real client, which becomes the connection's peer. False: incomplete."""
+        cdef Connection conn = self.conn
+        cdef const unsigned char *p = <const unsigned char *>conn.rbuf + conn.rstart
+        cdef Py_ssize_t n = conn.rend - conn.rstart, size
+        if n >= 12 and memcmp(p, PROXY_V2_SIGNATURE, 12) == 0:
+            if n < 16:
+                return False
+            size = 16 + ((p[14] << 8) | p[15])
+            if n < size:
+                return False
+            peer = proxy_v2_peer(p, size)
+        elif n >= 6 and memcmp(p, b"PROXY ", 6) == 0:
+            nl = <const unsigned char *>memchr(p, b'\n', n if n < 108 else 108)
+            if nl == NULL:
+                if n >= 108:
+                    raise HttpError(400, "PROXY protocol v1 line longer than 107 bytes")
+                return False
+            size = nl - p + 1
+            peer = proxy_v1_peer((<const char *>p)[:size].decode("latin-1"))
+        elif n >= 12 or (memcmp(p, b"PROXY ", n if n < 6 else 6) != 0
+                         and memcmp(p, PROXY_V2_SIGNATURE, n) != 0):
+            raise HttpError(400, "expected a PROXY protocol header (--proxy-protocol is on)")
+        else:
+            return False
+        conn.rstart += size
+        self.proxied = True
+        if peer is not None:
+            conn.peer = peer
+        return True
 
     cdef bint skip_empty_lines(self) except -1:
         """RFC 9112 2.2: ignore empty lines (CRLF or LF) before a request line, a few only.
@@ -663,8 +764,7 @@ cdef class HttpProtocol(Protocol):
         v_start = i + 1
         if (line_end - v_start >= 6 and memcmp(buf + v_start, b"HTTP/", 5) == 0
                 and c'2' <= buf[v_start + 5] <= c'9'):
-            raise HttpError(505, f"{buf[v_start:line_end][:20].decode('latin-1')} is not "
-                                 f"supported; use HTTP/1.1")
+            raise HttpError(505, f"{buf[v_start:line_end][:20]!r} is not supported; use HTTP/1.1")
         if (line_end - v_start != 8 or memcmp(buf + v_start, b"HTTP/", 5) != 0
                 or HEXVAL[<unsigned char>buf[v_start + 5]] > 9 or buf[v_start + 6] != b'.'
                 or HEXVAL[<unsigned char>buf[v_start + 7]] > 9):
@@ -797,7 +897,8 @@ cdef class HttpProtocol(Protocol):
             self.body = EMPTY_BODY
         req.body = self.body
         self.req = req
-        self.keep_alive = not conn_close and (self.version == 11 or conn_keep)
+        self.client_closes = conn_close or (self.version == 10 and not conn_keep)
+        self.keep_alive = not self.client_closes
         self.head_request = req.method == "HEAD"
         self.expect_continue = expect and self.version == 11
         conn.rstart += end
@@ -861,6 +962,7 @@ cdef class HttpProtocol(Protocol):
         self.finished = False
         self.continue_sent = False
         conn.loop.requests += 1
+        conn.loop.beat()
         self.sent = 0
         self.status_code = 0
         if conn.loop.threaded:
@@ -908,8 +1010,12 @@ cdef class HttpProtocol(Protocol):
         if not self.finished:
             conn.close()
             return
-        if not self.keep_alive or conn.loop.stopping:
-            conn.close_after_flush()
+        if not self.keep_alive:
+            # A client that asked to close sends nothing more: no need to linger.
+            conn.close_after_flush(not self.client_closes)
+        # A worker that is stopping but promised keep-alive in this head leaves the
+        # connection idle: the loop closes it after a quiet second, and a request that
+        # arrives first is answered (with Connection: close).
 
     cdef void send_continue(self) except *:
         if self.expect_continue and not self.continue_sent and not self._head_sent:

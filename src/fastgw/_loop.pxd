@@ -6,6 +6,11 @@ from posix.types cimport off_t
 
 cdef class Loop
 
+cdef extern from "poller.h" nogil:
+    ctypedef struct fgw_event:
+        uint32_t events
+        void *ptr
+
 
 cdef class Handle:
     cdef int fd
@@ -71,7 +76,9 @@ cdef class Connection(Handle):
     cdef bint paused
     cdef bint want_close
     cdef bint lingering
+    cdef bint linger
     cdef bint eof
+    cdef bint hup
     cdef bint owned
     cdef bint close_requested
     cdef double last_active
@@ -84,7 +91,8 @@ cdef class Connection(Handle):
     cdef void flush_blocking(self, int flags) except *
     cdef void wait(self, short events) except *
     cdef void sendfile_blocking(self, int infd, off_t offset, Py_ssize_t count) except *
-    cdef void close_after_flush(self)
+    cdef void close_after_flush(self, bint linger=*)
+    cdef void finish_close(self)
     cdef void close(self)
 
 
@@ -104,13 +112,21 @@ cdef class Loop:
     cdef readonly bint threaded
     cdef object pool
     cdef object waker
+    cdef double *heartbeat
+    cdef object heartbeat_view
     cdef object handed_back
     cdef int wake_r
     cdef int wake_w
     cdef unsigned long thread
-    cdef void register(self, Handle h, uint32_t events) except *
+    cdef bint use_poll
+    cdef void *pfds
+    cdef void **pptrs
+    cdef Py_ssize_t pcap
+    cdef void register(self, Handle h, bint listener) except *
+    cdef int poll_once(self, fgw_event *out, int timeout_ms) except -2
     cdef void sweep(self, double now) except *
     cdef void forget(self, Connection conn)
     cdef void pause_accepting(self, bint pause) except *
     cdef void submit(self, Connection conn, object job) except *
     cdef void take_back(self) except *
+    cdef void beat(self)

@@ -1,7 +1,9 @@
 # The event loop of one worker process.
 #
-# Strategy: every connection is registered once with epoll, edge-triggered for
-# EPOLLIN|EPOLLOUT|EPOLLRDHUP, so a keep-alive request costs no epoll_ctl. A
+# Strategy: every connection is registered once with the poller (epoll on Linux,
+# kqueue on macOS/BSD: csrc/poller.h), edge-triggered for reading and writing, so a
+# keep-alive request costs no epoll_ctl; FASTGW_POLLER=poll selects a level-triggered
+# poll(2) fallback that recomputes interest from the connections' state each time. A
 # connection remembers whether its socket may still hold unread bytes (`readable`,
 # cleared by a short read or EAGAIN) and whether it is waiting for output space
 # (`paused`). Protocols parse straight out of the connection's reusable buffer and
@@ -30,29 +32,6 @@ from fastgw.errors import ClientDisconnected
 log = logging.getLogger("fastgw.error")
 
 
-cdef extern from "<sys/epoll.h>" nogil:
-    cdef union epoll_data_t "epoll_data":
-        void *ptr
-        int fd
-        uint32_t u32
-    cdef struct epoll_event:
-        uint32_t events
-        epoll_data_t data
-    int epoll_create1(int flags)
-    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
-    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
-    enum:
-        EPOLL_CLOEXEC
-        EPOLL_CTL_ADD
-        EPOLL_CTL_DEL
-        EPOLLIN
-        EPOLLOUT
-        EPOLLERR
-        EPOLLHUP
-        EPOLLRDHUP
-        EPOLLET
-        EPOLLEXCLUSIVE
-
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
     struct sockaddr:
@@ -70,21 +49,36 @@ cdef extern from "<sys/socket.h>" nogil:
         void *msg_control
         size_t msg_controllen
         int msg_flags
-    int accept4(int fd, sockaddr *addr, socklen_t *addrlen, int flags)
     ssize_t recv(int fd, void *buf, size_t n, int flags)
     ssize_t sendmsg(int fd, const msghdr *msg, int flags)
     int shutdown(int fd, int how)
     int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
     enum:
-        SOCK_NONBLOCK
-        SOCK_CLOEXEC
-        MSG_NOSIGNAL
-        MSG_MORE
         SHUT_WR
         AF_INET
         AF_INET6
         AF_UNIX
         IPPROTO_TCP
+
+cdef extern from "poller.h" nogil:
+    const char *FGW_POLLER_NAME
+    int fgw_poller_create()
+    int fgw_poller_add(int pfd, int fd, void *ptr, int listener)
+    int fgw_poller_del(int pfd, int fd)
+    int fgw_poller_wait(int pfd, fgw_event *out, int max, int timeout_ms)
+    enum:
+        FGW_IN
+        FGW_OUT
+        FGW_ERR
+        FGW_HUP
+        FGW_RDHUP
+
+cdef extern from "compat.h" nogil:
+    int fgw_accept(int fd, sockaddr *addr, socklen_t *len)
+    ssize_t fgw_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+    enum:
+        MSG_NOSIGNAL
+        MSG_MORE
 
 cdef extern from "<netinet/tcp.h>" nogil:
     enum:
@@ -126,9 +120,6 @@ cdef extern from "<pthread.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void *buf, size_t n)
     ssize_t write(int fd, const void *buf, size_t n)
-
-cdef extern from "<sys/sendfile.h>" nogil:
-    ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 
 
 cdef enum:
@@ -428,7 +419,7 @@ cdef class Listener(Handle):
                 self.loop.pause_accepting(True)
                 return
             addrlen = sizeof(addr)
-            cfd = accept4(self.fd, <sockaddr *>&addr, &addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            cfd = fgw_accept(self.fd, <sockaddr *>&addr, &addrlen)
             if cfd < 0:
                 if errno == EINTR or errno == ECONNABORTED:
                     continue
@@ -456,7 +447,7 @@ cdef class Listener(Handle):
             conn.protocol = self.protocol_factory(conn)
             conn.protocol.conn = conn
             self.loop.conns[cfd] = conn
-            self.loop.register(conn, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+            self.loop.register(conn, False)
 
 
 cdef class Connection(Handle):
@@ -474,7 +465,7 @@ cdef class Connection(Handle):
             # An application thread is using the socket; it is looked at again when
             # the thread hands the connection back.
             return
-        if events & EPOLLOUT and self.out_bytes:
+        if events & FGW_OUT and self.out_bytes:
             try:
                 drained = self.flush(0)
             except ClientDisconnected:
@@ -482,13 +473,17 @@ cdef class Connection(Handle):
                 return
             if drained:
                 if self.want_close:
-                    self.close()
+                    self.finish_close()
                     return
                 if self.paused:
                     self.paused = False
                     self.protocol.write_drained()
-        if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+        if events & (FGW_IN | FGW_RDHUP | FGW_HUP | FGW_ERR):
             self.readable = True
+            if events & (FGW_RDHUP | FGW_HUP | FGW_ERR):
+                # The end of the stream came with (or after) the data: read on until
+                # recv() says so, even after a short read.
+                self.hup = True
         if self.readable and not self.closed:
             self.read_ready()
 
@@ -537,7 +532,7 @@ cdef class Connection(Handle):
             if errno == EAGAIN:
                 return -1
             return 0
-        if n < space:
+        if n < space and not self.hup:
             self.readable = False
         self.rend += n
         return n
@@ -574,7 +569,7 @@ cdef class Connection(Handle):
                 self.readable = False
                 self.wait(POLLIN)
                 continue
-            raise ClientDisconnected(f"reading from the client failed: {OSError(errno).strerror}")
+            raise ClientDisconnected(f"reading from the client failed: {os.strerror(errno)}")
 
     cdef void queue(self, bytes data):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
@@ -616,7 +611,7 @@ cdef class Connection(Handle):
                     continue
                 if errno == EAGAIN:
                     return 0
-                raise ClientDisconnected(f"writing to the client failed: {OSError(errno).strerror}")
+                raise ClientDisconnected(f"writing to the client failed: {os.strerror(errno)}")
             self.out_bytes -= n
             while n > 0:
                 item = <bytes>out[self.out_index]
@@ -665,7 +660,7 @@ cdef class Connection(Handle):
         cdef Py_ssize_t n
         while count > 0:
             with nogil:
-                n = sendfile(self.fd, infd, &offset, min(count, 1 << 30))
+                n = fgw_sendfile(self.fd, infd, &offset, min(count, 1 << 30))
             if n > 0:
                 count -= n
             elif n == 0:
@@ -675,16 +670,19 @@ cdef class Connection(Handle):
             elif errno == EAGAIN:
                 self.wait(POLLOUT)
             else:
-                raise ClientDisconnected(f"sendfile to the client failed: {OSError(errno).strerror}")
+                raise ClientDisconnected(f"sendfile to the client failed: {os.strerror(errno)}")
 
     def send_file(self, int infd, off_t offset, Py_ssize_t count):
         """Flush what is queued (the head rides with MSG_MORE), then sendfile(2) the range."""
         self.flush_blocking(MSG_MORE)
         self.sendfile_blocking(infd, offset, count)
 
-    cdef void close_after_flush(self):
-        """Close once queued output is out; half-close first so the client reads it all."""
+    cdef void close_after_flush(self, bint linger=True):
+        """Close once queued output is out. With `linger`, half-close first and read what
+        the client still sends until it closes, so unread input does not make the kernel
+        reset the connection (and lose the response) at the client."""
         self.want_close = True
+        self.linger = linger
         if self.closed:
             return
         try:
@@ -693,7 +691,10 @@ cdef class Connection(Handle):
         except ClientDisconnected:
             self.close()
             return
-        if self.eof:
+        self.finish_close()
+
+    cdef void finish_close(self):
+        if self.eof or (not self.linger and self.rstart == self.rend and not self.readable):
             self.close()
             return
         shutdown(self.fd, SHUT_WR)
@@ -731,9 +732,12 @@ cdef class Loop:
     """epoll, the listeners, the connections and the once-a-second sweep."""
 
     def __cinit__(self):
-        self.epfd = epoll_create1(EPOLL_CLOEXEC)
-        if self.epfd < 0:
-            PyErr_SetFromErrno(OSError)
+        self.use_poll = os.environ.get("FASTGW_POLLER", "") == "poll"
+        self.epfd = -1
+        if not self.use_poll:
+            self.epfd = fgw_poller_create()
+            if self.epfd < 0:
+                PyErr_SetFromErrno(OSError)
         self.conns = {}
         self.listeners = []
         self.closing = []
@@ -746,9 +750,23 @@ cdef class Loop:
     def __dealloc__(self):
         if self.epfd >= 0:
             c_close(self.epfd)
+        free(self.pfds)
+        free(self.pptrs)
         if self.wake_r >= 0:
             c_close(self.wake_r)
             c_close(self.wake_w)
+
+    def set_heartbeat(self, page, Py_ssize_t slot):
+        """Where to stamp the start of each request run inline (a shared page of the
+        master's, read by its --timeout watchdog)."""
+        cdef unsigned char[::1] view = page
+        self.heartbeat_view = view
+        self.heartbeat = <double *>&view[8 * slot]
+
+    cdef void beat(self):
+        # With application threads the worker's tick publishes their oldest start.
+        if self.heartbeat != NULL and not self.threaded:
+            self.heartbeat[0] = monotonic()
 
     def use_threads(self, pool):
         """Run requests in `pool` (an object with submit(callable)) instead of inline."""
@@ -762,7 +780,7 @@ cdef class Loop:
         self.pool = pool
         self.handed_back = collections.deque()
         self.threaded = True
-        self.register(waker, EPOLLIN)
+        self.register(waker, True)
 
     cdef void submit(self, Connection conn, object job) except *:
         """Run job() in an application thread, which owns `conn` until it hands it back."""
@@ -797,12 +815,17 @@ cdef class Loop:
                 log.exception("internal error on a connection; closing it")
                 conn.close()
 
-    cdef void register(self, Handle h, uint32_t events) except *:
-        cdef epoll_event ev
-        ev.events = events
-        ev.data.ptr = <void *>h
-        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, h.fd, &ev) < 0:
+    cdef void register(self, Handle h, bint listener) except *:
+        """Watch h: a listener level-triggered, anything else edge-triggered both ways.
+        The poll(2) backend needs no registration: it looks at the handles each time."""
+        if self.use_poll:
+            return
+        if fgw_poller_add(self.epfd, h.fd, <void *>h, listener) < 0:
             PyErr_SetFromErrno(OSError)
+
+    @property
+    def poller(self):
+        return "poll" if self.use_poll else FGW_POLLER_NAME.decode()
 
     def add_listener(self, sock, str scheme, protocol_factory):
         """Serve `sock` (a listening socket shared with sibling workers) with a protocol."""
@@ -815,8 +838,7 @@ cdef class Loop:
         listener.protocol_factory = protocol_factory
         listener.tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         self.listeners.append(listener)
-        # EPOLLEXCLUSIVE: one worker wakes per new connection, not all of them.
-        self.register(listener, EPOLLIN | EPOLLEXCLUSIVE)
+        self.register(listener, True)
 
     cdef void forget(self, Connection conn):
         self.conns.pop(conn.fd, None)
@@ -828,27 +850,27 @@ cdef class Loop:
 
     cdef void pause_accepting(self, bint pause) except *:
         cdef Listener listener
-        cdef epoll_event ev
         if pause == self.accept_paused or self.stopping:
             return
         self.accept_paused = pause
+        if self.use_poll:
+            return
         for listener in self.listeners:
             if pause:
-                epoll_ctl(self.epfd, EPOLL_CTL_DEL, listener.fd, &ev)
+                fgw_poller_del(self.epfd, listener.fd)
             else:
-                self.register(listener, EPOLLIN | EPOLLEXCLUSIVE)
+                self.register(listener, True)
 
     def stop(self):
         """Stop accepting, let requests in flight finish, then make run() return."""
         cdef Listener listener
-        cdef epoll_event ev
         if self.stopping:
             return
         self.stopping = True
         self.stop_deadline = monotonic() + self.graceful_timeout
-        if not self.accept_paused:
+        if not self.accept_paused and not self.use_poll:
             for listener in self.listeners:
-                epoll_ctl(self.epfd, EPOLL_CTL_DEL, listener.fd, &ev)
+                fgw_poller_del(self.epfd, listener.fd)
         self.listeners = []
 
     @property
@@ -875,9 +897,59 @@ cdef class Loop:
                         log.exception("internal error timing out a connection; closing it")
                         conn.close()
 
+    cdef int poll_once(self, fgw_event *out, int timeout_ms) except -2:
+        """The poll(2) backend: level-triggered, interest recomputed from the handles."""
+        cdef Py_ssize_t count = len(self.listeners) + len(self.conns) + 1, k = 0, i
+        cdef int n, found = 0
+        cdef short want
+        cdef Connection conn
+        cdef Listener listener
+        cdef pollfd *pfds
+        if count > self.pcap:
+            self.pfds = realloc(self.pfds, count * sizeof(pollfd))
+            self.pptrs = <void **>realloc(self.pptrs, count * sizeof(void *))
+            if self.pfds == NULL or self.pptrs == NULL:
+                raise MemoryError()
+            self.pcap = count
+        pfds = <pollfd *>self.pfds
+        if not self.accept_paused and not self.stopping:
+            for listener in self.listeners:
+                pfds[k].fd = listener.fd
+                pfds[k].events = POLLIN
+                self.pptrs[k] = <void *>listener
+                k += 1
+        if self.waker is not None:
+            pfds[k].fd = self.wake_r
+            pfds[k].events = POLLIN
+            self.pptrs[k] = <void *>self.waker
+            k += 1
+        for conn in self.conns.values():
+            if conn.owned or conn.closed:
+                continue
+            want = POLLOUT if conn.out_bytes else 0
+            if not conn.paused:
+                want |= POLLIN
+            pfds[k].fd = conn.fd
+            pfds[k].events = want
+            self.pptrs[k] = <void *>conn
+            k += 1
+        with nogil:
+            n = poll(pfds, k, timeout_ms)
+        if n <= 0:
+            return n
+        for i in range(k):
+            if pfds[i].revents and found < MAX_EVENTS:
+                out[found].ptr = self.pptrs[i]
+                out[found].events = ((FGW_IN if pfds[i].revents & POLLIN else 0)
+                                     | (FGW_OUT if pfds[i].revents & POLLOUT else 0)
+                                     | (FGW_HUP if pfds[i].revents & POLLHUP else 0)
+                                     | (FGW_ERR if pfds[i].revents & POLLERR else 0))
+                found += 1
+        return found
+
     def run(self):
-        cdef epoll_event events[MAX_EVENTS]
-        cdef int n, i
+        cdef fgw_event events[MAX_EVENTS]
+        cdef int n, i, timeout_ms
         cdef double now, next_sweep
         cdef Handle handle
         next_sweep = monotonic() + 1.0
@@ -887,15 +959,19 @@ cdef class Loop:
                 self.closing = []
                 if not self.conns or monotonic() > self.stop_deadline:
                     break
-            with nogil:
-                n = epoll_wait(self.epfd, events, MAX_EVENTS, 1000 if not self.stopping else 100)
+            timeout_ms = 1000 if not self.stopping else 100
+            if self.use_poll:
+                n = self.poll_once(events, timeout_ms)
+            else:
+                with nogil:
+                    n = fgw_poller_wait(self.epfd, events, MAX_EVENTS, timeout_ms)
             if n < 0:
                 if errno == EINTR:
                     PyErr_CheckSignals()
                     continue
                 PyErr_SetFromErrno(OSError)
             for i in range(n):
-                handle = <Handle>events[i].data.ptr
+                handle = <Handle>events[i].ptr
                 try:
                     handle.on_event(events[i].events)
                 except MemoryError:

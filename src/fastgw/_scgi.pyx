@@ -176,6 +176,7 @@ cdef class CgiVarsProtocol(Protocol):
         self.req = request_from_params(params, body)
         self.busy = True
         conn.loop.requests += 1
+        conn.loop.beat()
         self.head_request = self.req.method == "HEAD"
         if conn.loop.threaded:
             conn.loop.submit(conn, self.call_handler)

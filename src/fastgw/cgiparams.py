@@ -27,6 +27,10 @@ def request_from_params(params, body, errors=None):
     """Build a Request from CGI variables; `body` is its wsgi.input."""
     req = Request()
     for key in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+        # nginx also passes the header itself as HTTP_CONTENT_*; PEP 3333 has only CONTENT_*.
+        duplicate = params.pop("HTTP_" + key, None)
+        if not params.get(key) and duplicate:
+            params[key] = duplicate
         if key in params and not params[key]:
             del params[key]
     uri = params.get("REQUEST_URI")

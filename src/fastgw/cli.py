@@ -11,11 +11,12 @@ import os
 import sys
 
 from fastgw import __version__
+from fastgw.activation import default_binds
 from fastgw.config import LOG_LEVELS, Config, Mount, parse_bind, parse_env, parse_mount_arg
 from fastgw.errors import ConfigError, FastgwError
 
 # Arguments that are not [server] keys of a config file.
-NOT_SERVER_KEYS = frozenset({"help", "app", "config", "mount", "static"})
+NOT_SERVER_KEYS = frozenset({"help", "app", "config", "mount", "static", "cgi", "fastcgi", "scgi"})
 
 
 def positive_int(text):
@@ -35,6 +36,16 @@ def non_negative_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def octal_mode(text):
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an octal mode from 000 to 777")
     return value
 
 
@@ -92,9 +103,20 @@ def add_serve_arguments(serve):
     serve.add_argument("--static", action="append", default=[], metavar="PREFIX=PATH",
                        help="serve a directory below a URL prefix (/static=/srv/static) or one "
                             "file at exactly a path (/robots.txt=/srv/robots.txt); repeatable")
+    serve.add_argument("--cgi", action="append", default=[], metavar="PREFIX=DIR",
+                       help="run the executable files of DIR as CGI scripts below a URL prefix, "
+                            "e.g. /cgi-bin/=/srv/cgi-bin; repeatable")
+    serve.add_argument("--fastcgi", action="append", default=[], metavar="PREFIX=ADDRESS",
+                       help="forward a URL prefix to a FastCGI server (php-fpm), e.g. "
+                            "/php=unix:/run/php/php-fpm.sock or /app=tcp://127.0.0.1:9000; "
+                            "repeatable (params: use a --config file)")
+    serve.add_argument("--scgi", action="append", default=[], metavar="PREFIX=ADDRESS",
+                       help="forward a URL prefix to an SCGI server, e.g. "
+                            "/app=tcp://127.0.0.1:4000; repeatable")
     serve.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
-                       help="listen on HOST:PORT, [IPv6]:PORT or unix:/path; repeatable "
-                            "(default 127.0.0.1:8000)")
+                       help="listen on HOST:PORT, [IPv6]:PORT, unix:/path or fd://N (an "
+                            "inherited socket; fd://NAME for a systemd socket); repeatable "
+                            "(default 127.0.0.1:8000, or the sockets systemd passed)")
     serve.add_argument("-w", "--workers", type=positive_int, default=os.cpu_count() or 1,
                        help="number of worker processes (default: number of CPUs, %(default)s)")
     serve.add_argument("--chdir", metavar="DIR", help="change to DIR before importing the app")
@@ -137,8 +159,35 @@ def add_serve_arguments(serve):
                          help="switch to this user after binding (when started as root)")
     process.add_argument("--group", metavar="GROUP",
                          help="switch to this group after binding (when started as root)")
+    serve.add_argument("--proxy-protocol", action="store_true",
+                       help="HTTP listeners expect a PROXY protocol (v1 or v2) header from a "
+                            "load balancer first; enable only where nothing else can connect")
     process.add_argument("--reload", action="store_true",
                          help="development: restart workers when a source file of the app changes")
+    ops = serve.add_argument_group("operations (docs/operations.md)")
+    ops.add_argument("--access-log-format", metavar="FORMAT", default="combined",
+                     help="combined (default), common, json (one object per line), or a "
+                          "format string of Apache directives, e.g. '%%h \"%%r\" %%>s %%D'")
+    ops.add_argument("--error-log", metavar="FILE",
+                     help="write the error log to FILE instead of stderr (reopened on SIGUSR1)")
+    ops.add_argument("--request-id", action="store_true",
+                     help="give every request an X-Request-ID (the client's if valid, else a "
+                          "new one), seen by the app and returned in the response")
+    ops.add_argument("--metrics", metavar="ADDRESS",
+                     help="serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, "
+                          "e.g. 127.0.0.1:9100")
+    ops.add_argument("--drain-seconds", type=seconds, default=0.0, metavar="SECONDS",
+                     help="on SIGTERM, keep serving this long while /readyz says 503, then "
+                          "stop gracefully (default 0)")
+    ops.add_argument("--reuse-port", action="store_true",
+                     help="set SO_REUSEPORT on TCP listeners (start a new fastgw on the "
+                          "same port before stopping the old one)")
+    ops.add_argument("--unix-socket-mode", type=octal_mode, metavar="MODE",
+                     help="permissions of UNIX-socket listeners, e.g. 0660 (owner: --user/--group)")
+    ops.add_argument("--forwarded-allow-ips", action="append", default=[], metavar="CIDRS",
+                     help="trust X-Forwarded-For/-Proto/-Host and Forwarded from these peers: "
+                          "comma-separated addresses or networks, * for all, unix for "
+                          "UNIX-socket peers; repeatable")
     limits = serve.add_argument_group("request limits (bytes unless noted)")
     limits.add_argument("--limit-request-line", type=positive_int, default=8190, metavar="N",
                         help="longest request line, else 414 (default 8190)")
@@ -215,6 +264,7 @@ def config_from_args(args, file_config=None):
                     bind_where = f"{file_config.where('bind')} ="
                 elif not getattr(args, option.dest, None):
                     setattr(args, option.dest, value)
+                    sources[option.dest] = file_config.where(key)
             elif getattr(args, option.dest, None) == value:
                 sources[option.dest] = file_config.where(key)
         file_mounts = file_config.mounts
@@ -223,13 +273,16 @@ def config_from_args(args, file_config=None):
         cli_mounts.append(Mount(path="/", app=args.app, source=f"APP {args.app!r}"))
     cli_mounts += [parse_mount_arg(text, "--mount") for text in args.mount]
     cli_mounts += [parse_mount_arg(text, "--static") for text in args.static]
+    for flag in ("cgi", "fastcgi", "scgi"):
+        cli_mounts += [parse_mount_arg(text, "--" + flag) for text in getattr(args, flag)]
     overridden = {m.path for m in cli_mounts}
     mounts = [m for m in file_mounts if m.path not in overridden] + cli_mounts
     return Config(
         mounts=tuple(mounts),
         config_file=file_config.path if file_config is not None else None,
         sources=sources,
-        binds=tuple(parse_bind(b, bind_where) for b in (binds or ["127.0.0.1:8000"])),
+        binds=tuple(parse_bind(b, bind_where)
+                    for b in (binds or default_binds() or ["127.0.0.1:8000"])),
         workers=args.workers,
         chdir=args.chdir,
         pythonpath=tuple(p for p in args.pythonpath.split(":") if p),
@@ -257,6 +310,15 @@ def config_from_args(args, file_config=None):
         user=args.user,
         group=args.group,
         reload=args.reload,
+        proxy_protocol=args.proxy_protocol,
+        access_log_format=args.access_log_format,
+        error_log=args.error_log,
+        request_id=args.request_id,
+        metrics=args.metrics,
+        drain_seconds=args.drain_seconds,
+        reuse_port=args.reuse_port,
+        unix_socket_mode=args.unix_socket_mode,
+        forwarded_allow_ips=tuple(args.forwarded_allow_ips),
     )
 
 
@@ -265,7 +327,7 @@ def serve(config, reload_config=None):
     from fastgw.loader import prepare_import_path
     from fastgw.master import Master
 
-    setup_error_log(config.log_level)
+    setup_error_log(config.log_level, config.error_log)
     if config.chdir:
         os.chdir(config.chdir)
     os.environ.update(config.env)
@@ -310,6 +372,8 @@ def setting_value(config, args, key, option):
         return dict(config.env)
     if key == "pythonpath":
         return list(config.pythonpath)
+    if key == "unix_socket_mode" and config.unix_socket_mode is not None:
+        return f"{config.unix_socket_mode:04o}"
     if hasattr(config, key):
         return getattr(config, key)
     return getattr(args, option.dest, None)
@@ -317,6 +381,8 @@ def setting_value(config, args, key, option):
 
 def bind_text(bind):
     scheme = "" if bind.scheme == "http" else f"{bind.scheme}://"
+    if bind.fd is not None:
+        return f"{scheme}fd://{bind.fd}"
     if bind.path is not None:
         return f"{scheme}unix:{bind.path}"
     host = f"[{bind.host}]" if ":" in bind.host else bind.host

@@ -18,14 +18,18 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 @dataclass(frozen=True)
 class Bind:
-    """One listener: a TCP host and port, or a UNIX socket path."""
+    """One listener: a TCP host and port, a UNIX socket path, or an inherited descriptor."""
 
     host: Optional[str] = None
     port: Optional[int] = None
     path: Optional[str] = None
     scheme: str = "http"
+    # A listening socket passed by the launcher (fd://N, systemd socket activation).
+    fd: Optional[int] = None
 
     def describe(self, port=None):
+        if self.fd is not None:
+            return f"fd://{self.fd}" if self.scheme == "http" else f"{self.scheme}://fd://{self.fd}"
         if self.path is not None:
             return f"unix:{self.path}" if self.scheme == "http" else f"{self.scheme}://unix:{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -48,10 +52,19 @@ def parse_bind(text, where="--bind"):
            f"one of {', '.join(SCHEMES)} (e.g. 127.0.0.1:8000, fastcgi://unix:/run/app.sock)")
     full = text
     scheme = "http"
-    if "://" in text:
+    if "://" in text and not text.startswith("fd://"):
         scheme, _, text = text.partition("://")
         if scheme not in SCHEMES:
             raise ConfigError(f"{where} {full!r}: unknown protocol {scheme!r}; {how}")
+    if text.startswith("fd://"):
+        from fastgw.activation import names_text, resolve_fd
+
+        fd = resolve_fd(text[5:])
+        if fd is None:
+            raise ConfigError(f"{where} {full!r}: no socket named {text[5:]!r} was passed to "
+                              f"fastgw ({names_text()}); use fd://N or a name from "
+                              f"LISTEN_FDNAMES (systemd's FileDescriptorName=)")
+        return Bind(fd=fd, scheme=scheme)
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
@@ -109,9 +122,17 @@ class Mount:
     dotfiles: bool = False
     follow_symlinks: bool = False
     precompressed: bool = True
+    # Gateway mounts (docs/gateway.md): a directory of CGI scripts, or the address of a
+    # FastCGI or SCGI upstream; with extra CGI variables (templates) and a timeout.
+    cgi: Optional[str] = None
+    fastcgi: Optional[str] = None
+    scgi: Optional[str] = None
+    params: Tuple[Tuple[str, str], ...] = ()
+    split_path_info: Optional[str] = None
+    timeout: Optional[float] = None
     # "--mount '/api=api:app'" or "fastgw.toml: [[mount]] #2": where to fix a mistake.
     source: str = field(default="", compare=False)
-    # "app", "dir" or "file"; worked out when the mount is validated.
+    # "app", "dir", "file", "cgi", "fastcgi" or "scgi"; worked out when the mount is validated.
     kind: str = field(default="", init=False, compare=False)
 
     def __post_init__(self):
@@ -130,6 +151,16 @@ class Mount:
             raise ConfigError(f"{where}: the URL prefix {self.path!r} may not contain empty, "
                               f"'.' or '..' segments")
         object.__setattr__(self, "path", path)
+        given = [k for k in ("app", "static") + GATEWAY_KINDS if getattr(self, k) is not None]
+        if len(given) > 1 and given[1] in GATEWAY_KINDS:
+            raise ConfigError(f"{where}: give one of app, static, cgi, fastcgi or scgi, not both "
+                              f"{given[0]} and {given[1]}")
+        if given and given[0] in GATEWAY_KINDS:
+            self.check_gateway(where, given[0])
+            return
+        for key in ("params", "split_path_info", "timeout"):
+            if getattr(self, key) not in (None, ()):
+                raise ConfigError(f"{where}: {key} only applies to cgi, fastcgi and scgi mounts")
         if (self.app is None) == (self.static is None):
             raise ConfigError(f"{where}: give either an app (module:callable) or a static "
                               f"directory or file, {'not both' if self.app else 'not neither'}")
@@ -176,6 +207,61 @@ class Mount:
             if type(getattr(self, name)) is not bool:
                 raise ConfigError(f"{where}: {name} {getattr(self, name)!r} must be true or false")
 
+    def check_gateway(self, where, kind):
+        """A cgi, fastcgi or scgi mount: the directory or address, params, timeout."""
+        target = getattr(self, kind)
+        if type(target) is not str or not target:
+            raise ConfigError(f"{where}: {kind} must be a non-empty string")
+        if kind == "cgi":
+            raw = fs_bytes(target)
+            if b"\0" in raw:
+                raise ConfigError(f"{where}: cgi path {target!r} contains a NUL")
+            raw = os.path.abspath(raw)
+            if not os.path.isdir(raw):
+                raise ConfigError(f"{where}: cgi directory {printable_path(fs_str(raw))!r} does "
+                                  f"not exist or is not a directory; give the directory holding "
+                                  f"the scripts")
+            object.__setattr__(self, "cgi", fs_str(raw))
+            if self.split_path_info is not None:
+                raise ConfigError(f"{where}: split_path_info is for fastcgi and scgi mounts; a "
+                                  f"cgi mount finds the script on the file system")
+        else:
+            object.__setattr__(self, kind, parse_upstream(target, f"{where}: {kind}"))
+        params = self.params
+        if isinstance(params, Mapping):
+            params = tuple(params.items())
+        if type(params) is not tuple or not all(type(p) is tuple and len(p) == 2 for p in params):
+            raise ConfigError(f"{where}: params must be a table of strings, e.g. "
+                              f'params = {{ SCRIPT_FILENAME = "/srv/php{{path_info}}" }}')
+        from fastgw.cgi import check_params
+        check_params(params, where)
+        object.__setattr__(self, "params", params)
+        if self.split_path_info is not None:
+            try:
+                groups = re.compile(self.split_path_info).groups
+            except (re.error, TypeError) as e:
+                raise ConfigError(f"{where}: split_path_info {self.split_path_info!r} is not a "
+                                  f"regular expression: {e}") from None
+            if groups != 2:
+                raise ConfigError(f"{where}: split_path_info {self.split_path_info!r} needs two "
+                                  f"groups (script, path info), e.g. '^(.+?\\.php)(/.*)?$'")
+        if self.timeout is not None:
+            if type(self.timeout) not in (int, float) or not self.timeout > 0:
+                raise ConfigError(f"{where}: timeout {self.timeout!r} must be a number of "
+                                  f"seconds above 0")
+            object.__setattr__(self, "timeout", float(self.timeout))
+        object.__setattr__(self, "kind", kind)
+
+    def gateway_timeout(self, server_timeout):
+        """Seconds a cgi/fastcgi/scgi request may take: the mount's timeout, by default 1 s
+        less than the server's --timeout (so the gateway answers 504 before the worker
+        watchdog fires), DEFAULT_GATEWAY_TIMEOUT when --timeout is 0."""
+        if self.timeout is not None:
+            return self.timeout
+        if server_timeout:
+            return max(server_timeout - 1.0, server_timeout / 2)
+        return DEFAULT_GATEWAY_TIMEOUT
+
     @property
     def wire_path(self):
         return wire_path(self.path)
@@ -184,6 +270,15 @@ class Mount:
         """One line of the routing table, as `fastgw check` prints it."""
         if self.kind == "app":
             return f"{self.path:<20} app          {self.app}"
+        if self.kind in GATEWAY_KINDS:
+            target = getattr(self, self.kind)
+            line = f"{self.path:<20} {self.kind:<12} {printable_path(target) if self.kind == 'cgi' else target}"
+            options = [f"{name}={value!r}" for name, value in self.params]
+            if self.split_path_info:
+                options.append(f"split_path_info={self.split_path_info!r}")
+            if self.timeout is not None:
+                options.append(f"timeout={self.timeout:g}")
+            return line + ("  (" + ", ".join(options) + ")" if options else "")
         what = "static dir " if self.kind == "dir" else "static file"
         line = f"{self.path:<20} {what}  {printable_path(self.static)}"
         options = []
@@ -201,8 +296,19 @@ class Mount:
 
 
 def parse_mount_arg(text, flag):
-    """`--mount PREFIX=APP` / `--static PREFIX=PATH` -> Mount."""
+    """`--mount PREFIX=APP` / `--static PREFIX=PATH` / `--cgi PREFIX=DIR` /
+    `--fastcgi PREFIX=ADDRESS` / `--scgi PREFIX=ADDRESS` -> Mount."""
     prefix, sep, target = text.partition("=")
+    if flag in ("--cgi", "--fastcgi", "--scgi"):
+        kind = flag[2:]
+        example = {"--cgi": "/cgi-bin/=/srv/cgi-bin", "--fastcgi": "/php=unix:/run/php/php-fpm.sock",
+                   "--scgi": "/app=tcp://127.0.0.1:4000"}[flag]
+        if not sep or not prefix or not target:
+            raise ConfigError(f"{flag} {text!r}: expected PREFIX={'DIR' if kind == 'cgi' else 'ADDRESS'}"
+                              f", e.g. {flag} {example}")
+        if kind == "cgi":
+            target = fs_str(os.fsencode(target))
+        return Mount(path=prefix, source=f"{flag} {text!r}", **{kind: target})
     example = "/api=api.wsgi:application" if flag == "--mount" else "/static=/srv/site/static"
     if not sep or not prefix or not target:
         raise ConfigError(f"{flag} {text!r}: expected PREFIX={'APP' if flag == '--mount' else 'PATH'}"
@@ -211,6 +317,37 @@ def parse_mount_arg(text, flag):
     if flag == "--mount":
         return Mount(path=prefix, app=target, source=source)
     return Mount(path=prefix, static=fs_str(os.fsencode(target)), source=source)
+
+
+GATEWAY_KINDS = ("cgi", "fastcgi", "scgi")
+# The timeout of cgi/fastcgi/scgi mounts when neither they nor --timeout set one.
+DEFAULT_GATEWAY_TIMEOUT = 60.0
+
+
+def parse_upstream(text, where):
+    """A FastCGI/SCGI upstream address -> 'unix:/abs/path' or 'tcp://HOST:PORT'.
+
+    Accepted: unix:/path (relative paths are made absolute), tcp://HOST:PORT, HOST:PORT,
+    [IPv6]:PORT.
+    """
+    how = ("expected unix:/path/to.sock, tcp://HOST:PORT or HOST:PORT "
+           "(e.g. unix:/run/php/php-fpm.sock, tcp://127.0.0.1:9000)")
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path or "\0" in path:
+            raise ConfigError(f"{where} = {text!r}: missing socket path; {how}")
+        return "unix:" + os.path.abspath(path)
+    hostport = text[6:] if text.startswith("tcp://") else text
+    match = _IPV6_BIND.fullmatch(hostport)
+    if match:
+        host, port = "[" + match.group(1) + "]", match.group(2)
+    else:
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not host or "/" in hostport or ":" in host or "[" in host:
+            raise ConfigError(f"{where} = {text!r}: {how}")
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigError(f"{where} = {text!r}: port must be a number from 1 to 65535; {how}")
+    return f"tcp://{host}:{int(port)}"
 
 
 @dataclass(frozen=True)
@@ -244,6 +381,16 @@ class Config:
     user: Optional[str] = None
     group: Optional[str] = None
     reload: bool = False
+    proxy_protocol: bool = False
+    # Operations (docs/operations.md).
+    access_log_format: str = "combined"
+    error_log: Optional[str] = None
+    request_id: bool = False
+    metrics: Optional[str] = None
+    drain_seconds: float = 0.0
+    reuse_port: bool = False
+    unix_socket_mode: Optional[int] = None
+    forwarded_allow_ips: Tuple[str, ...] = ()
     # The routing table; `app` (if given) is the mount at "/".
     mounts: Tuple[Mount, ...] = ()
     config_file: Optional[str] = None
@@ -295,7 +442,29 @@ class Config:
             raise ConfigError(f"--chdir {self.chdir!r}: no such directory")
         if not self.binds:
             raise ConfigError("no --bind given")
+        self.validate_operations()
         self.validate_mounts()
+
+    def validate_operations(self):
+        from fastgw.accesslog import check_format
+        from fastgw.proxyheaders import parse_networks
+
+        check_format(self.access_log_format)
+        if self.drain_seconds < 0:
+            raise ConfigError(f"--drain-seconds {self.drain_seconds}: must be 0 or more seconds")
+        if self.unix_socket_mode is not None and not 0 <= self.unix_socket_mode <= 0o777:
+            raise ConfigError(f"--unix-socket-mode {self.unix_socket_mode:o}: must be an octal "
+                              f"mode from 000 to 777, e.g. 0660")
+        if self.metrics is not None:
+            bind = parse_bind(self.metrics, "--metrics")
+            if bind.scheme != "http" or bind.fd is not None:
+                raise ConfigError(f"--metrics {self.metrics!r}: expected HOST:PORT or "
+                                  f"unix:/path (it speaks HTTP), e.g. 127.0.0.1:9100")
+        parse_networks(self.forwarded_allow_ips)
+
+    @property
+    def metrics_bind(self):
+        return parse_bind(self.metrics, "--metrics") if self.metrics is not None else None
 
     def validate_mounts(self):
         mounts = list(self.mounts)
@@ -321,6 +490,10 @@ class Config:
                 raise ConfigError(f"{m.source or 'a mount'} and {first} both mount {m.path!r}; "
                                   f"each URL prefix can be mounted once")
             seen[m.path] = m
+            if m.timeout is not None and self.timeout and m.timeout >= self.timeout:
+                raise ConfigError(f"{m.source or 'mount ' + repr(m.path)}: timeout {m.timeout:g} "
+                                  f"is not below the server's --timeout {self.timeout:g}, which "
+                                  f"would kill the worker first; lower it or raise --timeout")
         if not mounts:
             raise ConfigError("nothing to serve: give APP (module:callable), --mount PREFIX=APP, "
                               "--static PREFIX=PATH, or [[mount]] entries in a --config file")

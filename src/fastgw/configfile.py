@@ -20,9 +20,11 @@ from fastgw.config import Mount, fs_str
 from fastgw.errors import ConfigError
 
 # [server] keys holding file system paths, resolved against the file's directory.
-PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log"})
+PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log"})
 MOUNT_KEYS = ("path", "app", "static", "index", "cache_control", "dotfiles",
-              "follow_symlinks", "precompressed")
+              "follow_symlinks", "precompressed", "cgi", "fastcgi", "scgi", "params",
+              "split_path_info", "timeout")
+GATEWAY_KEYS = ("cgi", "fastcgi", "scgi")
 STATIC_ONLY_KEYS = ("index", "cache_control", "dotfiles", "follow_symlinks", "precompressed")
 # Hints for keys people will try in [server].
 SERVER_HINTS = {
@@ -209,11 +211,37 @@ def mount_entry(label, number, entry, base):
     for key, value in (("app", app), ("static", static), ("cache_control", entry.get("cache_control"))):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}: {key} = {toml_value(value)}: must be a string")
-    if app is not None:
+    for key in GATEWAY_KEYS + ("split_path_info",):
+        if key in entry and not isinstance(entry[key], str):
+            raise ConfigError(f"{where}: {key} = {toml_value(entry[key])}: must be a string")
+    gateway = {key: entry[key] for key in GATEWAY_KEYS if key in entry}
+    if app is not None or gateway:
         given = [k for k in STATIC_ONLY_KEYS if k in entry]
         if given:
+            what = f"app = {toml_value(app)}" if app is not None else "a {} mount".format(
+                next(iter(gateway)))
             raise ConfigError(f"{where}: {given[0]} only applies to static mounts, not to "
-                              f"app = {toml_value(app)}")
+                              f"{what}")
+    if "cgi" in gateway and gateway["cgi"]:
+        gateway["cgi"] = resolve(base, gateway["cgi"])
+    for key in ("fastcgi", "scgi"):
+        address = gateway.get(key, "")
+        if address.startswith("unix:") and address[5:]:
+            gateway[key] = "unix:" + resolve(base, address[5:])
+    if "params" in entry:
+        params = entry["params"]
+        if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+            raise ConfigError(f"{where}: params = {toml_value(params)}: must be a table of "
+                              f"strings, e.g. params = {{ SCRIPT_FILENAME = \"/srv/php{{path_info}}\" }}")
+        gateway["params"] = tuple(params.items())
+    if "split_path_info" in entry:
+        gateway["split_path_info"] = entry["split_path_info"]
+    if "timeout" in entry:
+        timeout = entry["timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigError(f"{where}: timeout = {toml_value(timeout)}: must be a number of "
+                              f"seconds above 0")
+        gateway["timeout"] = float(timeout)
     options = {}
     for key in ("dotfiles", "follow_symlinks", "precompressed"):
         if key in entry:
@@ -234,4 +262,4 @@ def mount_entry(label, number, entry, base):
         options["cache_control"] = entry["cache_control"]
     if static is not None and static:
         static = resolve(base, static)
-    return Mount(path=path, app=app, static=static, source=where, **options)
+    return Mount(path=path, app=app, static=static, source=where, **options, **gateway)

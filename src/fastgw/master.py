@@ -22,8 +22,9 @@ import struct
 import sys
 import time
 
+from fastgw.errorlog import reopen_error_log
 from fastgw.errors import ConfigError, FastgwError
-from fastgw.listeners import listen
+from fastgw.listeners import describe_listener, listen
 from fastgw.worker import BOOT_ERROR, Worker
 
 log = logging.getLogger("fastgw.error")
@@ -74,29 +75,43 @@ class Master:
         self.retiring = {}  # pid -> WorkerInfo, told to stop (reload, fewer workers)
         self.retire_deadline = {}
         self.signals = []
+        self.deferred = []
+        self.worker_ids = None
         self.stopping = False
         self.stop_deadline = None
         self.next_spawn = 0.0
         self.exit_code = 0
         self.heartbeats = Heartbeats()
         self.pid_file = None
+        # Operations (fastgw.metrics): shared counters, the /metrics listener, readiness.
+        self.metrics = None
+        self.metrics_server = None
+        self.ready = False
+        self.draining = False
+        self.drain_deadline = None
 
     def run(self):
         """Run until stopped; return the exit status."""
-        for bind in self.config.binds:
-            self.sockets.append((listen(bind, self.config.backlog), bind))
+        config = self.config
+        for bind in config.binds:
+            self.sockets.append((listen(bind, config.backlog, reuse_port=config.reuse_port,
+                                        unix_mode=config.unix_socket_mode), bind))
         try:
             for sock, bind in self.sockets:
-                port = sock.getsockname()[1] if bind.path is None else None
-                log.info("Listening at: %s (%d)", bind.describe(port), os.getpid())
+                log.info("Listening at: %s (%d)", describe_listener(sock, bind), os.getpid())
+            self.start_metrics()
+            self.check_access_log()
             self.write_pid_file()
             self.drop_privileges()
             self.install_signals()
             if not self.boot_first_worker():
                 return 0 if self.stopping else 1
+            self.ready = True
             return self.supervise()
         finally:
             self.kill_all(signal.SIGKILL)
+            if self.metrics_server is not None:
+                self.metrics_server.close()
             for sock, bind in self.sockets:
                 sock.close()
                 if bind.path is not None:
@@ -122,6 +137,8 @@ class Master:
         self.pid_file = os.path.abspath(path)
 
     def drop_privileges(self):
+        """--user/--group: checked here, applied in each worker right after the fork; the
+        master stays root so it can remove its pid file and UNIX sockets at exit."""
         user, group = self.config.user, self.config.group
         if not user and not group:
             return
@@ -142,11 +159,45 @@ class Master:
         for sock, bind in self.sockets:
             if bind.path is not None:
                 os.chown(bind.path, uid, gid)
-        os.setgroups([])
-        os.setgid(gid)
-        if entry:
-            os.setuid(uid)
-        log.info("Running as uid %d, gid %d", os.getuid(), os.getgid())
+        self.worker_ids = (uid if entry else None, gid)
+        log.info("Workers run as uid %d, gid %d", uid, gid)
+
+    def start_metrics(self):
+        """--metrics: the shared counters (before any fork) and the thread answering scrapes."""
+        bind = self.config.metrics_bind
+        if bind is None:
+            return
+        from fastgw.metrics import MetricsPage, MetricsServer, describe, open_listener
+
+        self.metrics = MetricsPage(HEARTBEAT_SLOTS)
+        sock = open_listener(bind)
+        self.metrics_server = MetricsServer(sock, self.metrics, self.readiness)
+        self.metrics_server.start()
+        log.info("Metrics, /healthz and /readyz at: %s (%d)", describe(sock, bind), os.getpid())
+
+    def check_access_log(self):
+        """An access log the workers could not open is a start-up error, said once."""
+        path = self.config.access_log
+        if not path or path == "-":
+            return
+        from fastgw.accesslog import AccessLog
+
+        try:
+            AccessLog(path, self.config.access_log_format).close()
+        except OSError as e:
+            raise ConfigError(f"--access-log {path!r}: cannot open it: {e.strerror}") from None
+
+    def readiness(self):
+        """(ready, draining) for /readyz: ready once serving, not from SIGTERM on."""
+        leaving = self.draining or self.stopping
+        return self.ready and not leaving, leaving
+
+    def begin_drain(self):
+        seconds = self.config.drain_seconds
+        self.draining = True
+        self.drain_deadline = time.monotonic() + seconds
+        log.info("SIGTERM: draining for %g s (--drain-seconds): still serving, /readyz says "
+                 "503; then stopping gracefully", seconds)
 
     def install_signals(self):
         self.wake_r, self.wake_w = os.pipe()
@@ -165,6 +216,8 @@ class Master:
         if ready:
             ready_r, ready_w = os.pipe()
         slot = self.heartbeats.take()
+        if self.metrics is not None:
+            self.metrics.take(slot, self.config.mounts)
         master_pid = os.getpid()
         # Block stop signals across fork(): the child must not receive one while it still
         # has the master's handlers; it unblocks them once its own are in place.
@@ -194,13 +247,22 @@ class Master:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             os.close(self.wake_r)
             os.close(self.wake_w)
+            if self.metrics_server is not None:
+                self.metrics_server.close_in_child()
             if ready_r is not None:
                 os.close(ready_r)
             for info in list(self.workers.values()) + list(self.retiring.values()):
                 if info.ready_fd >= 0:
                     os.close(info.ready_fd)
+            if self.worker_ids is not None:
+                uid, gid = self.worker_ids
+                os.setgroups([])
+                os.setgid(gid)
+                if uid is not None:
+                    os.setuid(uid)
             code = Worker(self.config, self.sockets, master_pid, ready_w,
-                          heartbeat=(self.heartbeats, slot)).run()
+                          heartbeat=(self.heartbeats, slot),
+                          metrics=(self.metrics, slot) if self.metrics is not None else None).run()
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
         finally:
@@ -242,6 +304,8 @@ class Master:
                 if info.ready_fd >= 0:
                     os.close(info.ready_fd)
                     info.ready_fd = -1
+            self.signals[0:0] = self.deferred
+            self.deferred = []
 
     def boot_first_worker(self):
         """Fork one worker and wait until it has imported the app; False if it could not."""
@@ -258,7 +322,8 @@ class Master:
     def supervise(self):
         while True:
             try:
-                readable, _, _ = select.select([self.wake_r], [], [], 0.1 if self.stopping else 1.0)
+                readable, _, _ = select.select([self.wake_r], [], [],
+                                               0.1 if self.stopping or self.draining else 1.0)
             except InterruptedError:
                 readable = []
             if readable:
@@ -267,6 +332,8 @@ class Master:
                 return self.exit_code
             self.reap()
             self.check_timeouts()
+            if self.draining and not self.stopping and time.monotonic() >= self.drain_deadline:
+                self.begin_stop("drain window over")
             if self.stopping:
                 if not self.workers and not self.retiring:
                     log.info("Shutting down: all workers stopped")
@@ -295,18 +362,26 @@ class Master:
                     self.kill_all(signal.SIGKILL)
                     self.reap()
                     return True
+                if (signum == signal.SIGTERM and self.config.drain_seconds and not self.draining
+                        and not during_boot):
+                    self.begin_drain()
+                    continue
                 self.begin_stop(signal.Signals(signum).name)
             elif signum == signal.SIGQUIT:
                 log.info("SIGQUIT: stopping at once")
                 self.kill_all(signal.SIGKILL)
                 self.reap()
                 return True
-            elif during_boot or self.stopping:
+            elif self.stopping or (self.draining and signum != signal.SIGUSR1):
                 continue
+            elif during_boot:
+                # Acted on once the workers being started are ready (or have failed).
+                self.deferred.append(signum)
             elif signum == signal.SIGHUP:
                 self.reload()
             elif signum == signal.SIGUSR1:
                 log.info("SIGUSR1: reopening log files")
+                reopen_error_log()
                 self.kill_all(signal.SIGUSR1)
             elif signum == signal.SIGTTIN:
                 self.resize(self.config.workers + 1)
@@ -319,6 +394,11 @@ class Master:
         self.stopping = True
         self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 1.0
         self.kill_all(signal.SIGTERM)
+        # No more workers will be forked: the master's copies of the listeners go now, so
+        # a listener is closed (new connections refused, or sent to the other sockets of
+        # a --reuse-port group) as soon as the workers have taken what is queued on it.
+        for sock, _ in self.sockets:
+            sock.close()
 
     def resize(self, count):
         log.info("workers: %d -> %d", self.config.workers, count)
@@ -377,29 +457,34 @@ class Master:
             info = self.workers.get(pid) or self.retiring.get(pid)
             if info is None:
                 continue
+            booted = self.heartbeats.read(info.slot) > 0
             self.forget(info)
             if info.pid not in self.retire_deadline and not self.stopping:
-                self.worker_died(info, status)
+                if self.metrics is not None:
+                    self.metrics.worker_restarts += 1
+                self.worker_died(info, status, booted)
             self.retire_deadline.pop(pid, None)
 
     def forget(self, info):
         self.workers.pop(info.pid, None)
         self.retiring.pop(info.pid, None)
+        if self.metrics is not None:
+            self.metrics.release(info.slot)
         self.heartbeats.give_back(info.slot)
 
-    def worker_died(self, info, status):
+    def worker_died(self, info, status, booted):
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
             log.info("worker %d exited to be replaced", info.pid)
             return
-        if code == BOOT_ERROR and not self.config.reload:
+        if code == BOOT_ERROR and not booted and not self.config.reload:
             log.error("worker %d could not load the application (error above); stopping",
                       info.pid)
             self.exit_code = 1
             self.begin_stop("boot failure")
             return
         log.warning("worker %d exited (%s); starting another", info.pid, describe_status(status))
-        if code == BOOT_ERROR or time.monotonic() - info.started < RESPAWN_DELAY:
+        if not booted or time.monotonic() - info.started < RESPAWN_DELAY:
             self.next_spawn = time.monotonic() + RESPAWN_DELAY
 
     def check_timeouts(self):
@@ -420,6 +505,8 @@ class Master:
                 log.error("worker %d: a request has run for more than %g s (--timeout); "
                           "dumping its stacks and killing it", info.pid, timeout)
                 info.timed_out_at = now
+                if self.metrics is not None:
+                    self.metrics.worker_timeouts += 1
                 self.kill_worker(info, signal.SIGUSR2)
 
     def maintain(self):

@@ -89,6 +89,15 @@ class Router:
         finally:
             self.log_access(req, resp)
 
+    def redispatch(self, req, resp):
+        """Route `req` again without an access log line: a CGI local redirect (the line is
+        written once, for the request the client sent)."""
+        prefix, handler = self.match(req.path)
+        if prefix:
+            req.script_name += prefix
+            req.path = req.path[len(prefix):]
+        (handler or not_found)(req, resp)
+
     def log_access(self, req, resp):
         """Write the access log line of a finished request (a handler that completes a
         response later, e.g. on another thread, calls this itself)."""
@@ -104,16 +113,22 @@ def not_found(req, resp):
     resp.finish(NOT_FOUND_BODY)
 
 
-def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=False):
+def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=False,
+                 server_timeout=0.0):
     """The Router of a worker: `mounts` from the Config, `apps` maps app specs to the
-    loaded WSGI callables (each loaded once, even if mounted twice)."""
+    loaded WSGI callables (each loaded once, even if mounted twice). `server_timeout`
+    (--timeout) sets the default timeout of cgi/fastcgi/scgi mounts."""
     from fastgw.static import StaticFiles
     from fastgw.wsgi import WsgiHandler
 
     handlers = {}
     routes = []
+    gateways = []
     for mount in mounts:
-        if mount.kind == "app":
+        if mount.kind in GATEWAYS:
+            handler = gateway_handler(mount, server_timeout)
+            gateways.append(handler)
+        elif mount.kind == "app":
             handler = handlers.get(mount.app)
             if handler is None:
                 handler = handlers[mount.app] = WsgiHandler(apps[mount.app], multiprocess=multiprocess,
@@ -121,4 +136,23 @@ def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=
         else:
             handler = StaticFiles.from_mount(mount)
         routes.append((mount.wire_path, handler, mount.kind == "file"))
-    return Router(routes, access_log)
+    router = Router(routes, access_log)
+    for handler in gateways:
+        handler.router = router  # for local redirects and PATH_TRANSLATED
+    return router
+
+
+GATEWAYS = ("cgi", "fastcgi", "scgi")
+
+
+def gateway_handler(mount, server_timeout):
+    """The handler of a cgi, fastcgi or scgi mount (docs/gateway.md)."""
+    timeout = mount.gateway_timeout(server_timeout)
+    if mount.kind == "cgi":
+        from fastgw.cgi import CgiScripts
+
+        return CgiScripts.from_mount(mount, timeout)
+    from fastgw.upstream import FastCgiUpstream, ScgiUpstream
+
+    cls = FastCgiUpstream if mount.kind == "fastcgi" else ScgiUpstream
+    return cls.from_mount(mount, timeout)

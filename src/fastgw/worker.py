@@ -12,8 +12,13 @@ from fastgw._http import HttpProtocol, HttpSettings
 from fastgw._loop import Loop
 from fastgw._scgi import CgiVarsProtocol
 from fastgw.accesslog import AccessLog
+from fastgw.accounting import Accounting, RequestIds
+from fastgw.config import GATEWAY_KINDS
+from fastgw.errorlog import reopen_error_log
 from fastgw.errors import AppLoadError
+from fastgw.listeners import pending_connections
 from fastgw.loader import load_app
+from fastgw.proxyheaders import TrustedProxies
 from fastgw.router import build_router
 from fastgw.threadpool import ThreadPool
 
@@ -21,6 +26,11 @@ log = logging.getLogger("fastgw.error")
 
 # Exit status of a worker that could not import the application (the master stops).
 BOOT_ERROR = 3
+# Application threads a worker runs at least when it has cgi/fastcgi/scgi mounts.
+GATEWAY_MIN_THREADS = 4
+# On SIGTERM a worker goes on accepting while connections wait in the listen backlog
+# (closing the listeners would drop them), for at most this long.
+BACKLOG_GRACE = 2.0
 
 
 PROTOCOLS = {
@@ -32,8 +42,11 @@ PROTOCOLS = {
 
 
 class Worker:
-    def __init__(self, config, sockets, master_pid, ready_fd=None, heartbeat=None):
+    def __init__(self, config, sockets, master_pid, ready_fd=None, heartbeat=None, metrics=None):
         self.config = config
+        self.metrics_slot = metrics  # (MetricsPage, slot) with --metrics
+        self.metrics = None
+        self.stop_asked = None
         self.sockets = sockets
         self.master_pid = master_pid
         self.ready_fd = ready_fd
@@ -64,24 +77,34 @@ class Worker:
             sys.stderr.write(f"fastgw: error: {e}\n")
             sys.stderr.flush()
             return BOOT_ERROR
-        access_log = self.access_log = (AccessLog(self.config.access_log)
-                                        if self.config.access_log else None)
-        handler = build_router(self.config.mounts, apps, multiprocess=self.config.workers > 1,
-                               access_log=access_log,
-                               multithread=self.config.threads > 1).handler()
+        access_log = self.access_log = (
+            AccessLog(self.config.access_log, self.config.access_log_format)
+            if self.config.access_log else None)
         config = self.config
+        threads = config.threads
+        if any(mount.kind in GATEWAY_KINDS for mount in config.mounts):
+            # CGI scripts and upstreams are waited for: never on the loop thread.
+            threads = max(GATEWAY_MIN_THREADS, threads)
+        router = build_router(config.mounts, apps, multiprocess=config.workers > 1,
+                              multithread=threads > 1, server_timeout=config.timeout)
+        if self.metrics_slot is not None:
+            page, slot = self.metrics_slot
+            self.metrics = page.worker_view(slot, config.mounts, threaded=threads > 1)
+        handler = Accounting.wrap(
+            router, trusted=TrustedProxies.from_config(config.forwarded_allow_ips),
+            request_ids=RequestIds() if config.request_id else None, metrics=self.metrics,
+            access_log=access_log)
         settings = HttpSettings(
             request_line=config.limit_request_line, field_size=config.limit_request_field_size,
             fields=config.limit_request_fields, head=config.limit_request_head,
             body=config.limit_request_body, chunk_line=config.limit_chunk_line,
             trailer=config.limit_trailer_size, header_timeout=config.header_timeout,
-            keepalive_timeout=config.keepalive)
+            keepalive_timeout=config.keepalive, proxy_protocol=config.proxy_protocol)
         loop = self.loop = Loop()
         loop.io_timeout = config.io_timeout
         loop.graceful_timeout = config.graceful_timeout
         loop.max_connections = config.max_connections
         loop.tick = self.tick
-        threads = config.threads
         if threads > 1:
             self.pool = ThreadPool(threads)
             loop.use_threads(self.pool)
@@ -96,17 +119,37 @@ class Worker:
         if self.ready_fd is not None:
             os.write(self.ready_fd, b"1")
             os.close(self.ready_fd)
+        if self.heartbeat is not None:
+            loop.set_heartbeat(self.heartbeat[0].page, self.heartbeat[1])
         self.beat()
         loop.run()
         return 0
 
     def on_term(self, signum, frame):
         if self.loop is not None:
-            self.loop.stop()
+            self.stop_accepting()
         else:
             os._exit(0)
 
+    def stop_accepting(self):
+        """Stop the loop (it finishes what is in flight) and close this worker's copies of
+        the listeners; while connections wait in their backlog, take them first (the tick
+        calls again), at most BACKLOG_GRACE seconds."""
+        now = time.monotonic()
+        if self.stop_asked is None:
+            self.stop_asked = now
+        sockets = [sock for sock, _ in self.sockets]
+        if now - self.stop_asked < BACKLOG_GRACE and pending_connections(sockets):
+            if self.stop_asked == now:
+                log.info("worker %d: connections wait in the listen backlog; taking them "
+                         "before stopping", os.getpid())
+            return
+        self.loop.stop()
+        for sock in sockets:
+            sock.close()
+
     def on_reopen(self, signum, frame):
+        reopen_error_log()
         if self.access_log is not None:
             self.access_log.reopen()
 
@@ -122,6 +165,10 @@ class Worker:
         """Once a second, from the loop: heartbeat, recycling, code reload, orphan check."""
         self.beat()
         loop = self.loop
+        if self.metrics is not None:
+            self.metrics.set_connections(loop.connection_count)
+        if self.stop_asked is not None and not loop.stopping:
+            self.stop_accepting()
         if loop.stopping:
             return
         if os.getppid() != self.master_pid:
