@@ -115,7 +115,9 @@ def add_serve_arguments(serve):
                             "/app=tcp://127.0.0.1:4000; repeatable")
     serve.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
                        help="listen on HOST:PORT, [IPv6]:PORT, unix:/path or fd://N (an "
-                            "inherited socket; fd://NAME for a systemd socket); repeatable "
+                            "inherited socket; fd://NAME for a systemd socket); prefix "
+                            "fastcgi://, scgi:// or uwsgi:// to speak that protocol to a web "
+                            "server in front (e.g. fastcgi://unix:/run/app.sock); repeatable "
                             "(default 127.0.0.1:8000, or the sockets systemd passed)")
     serve.add_argument("-w", "--workers", type=positive_int, default=os.cpu_count() or 1,
                        help="number of worker processes (default: number of CPUs, %(default)s)")

@@ -119,6 +119,8 @@ class Worker:
         if self.ready_fd is not None:
             os.write(self.ready_fd, b"1")
             os.close(self.ready_fd)
+        log.debug("worker %d: event loop on %s, %d thread(s)", os.getpid(), loop.poller,
+                  config.threads)
         if self.heartbeat is not None:
             loop.set_heartbeat(self.heartbeat[0].page, self.heartbeat[1])
         self.beat()
