@@ -130,6 +130,10 @@ class Mount:
     params: Tuple[Tuple[str, str], ...] = ()
     split_path_info: Optional[str] = None
     timeout: Optional[float] = None
+    # HTTP Basic authentication in front of any mount (an auth.AuthConfig, docs/django.md).
+    auth: Optional[object] = None
+    # Static mounts: Django's staticfiles.json (relative to the directory) for cache headers.
+    manifest: Optional[str] = None
     # "--mount '/api=api:app'" or "fastgw.toml: [[mount]] #2": where to fix a mistake.
     source: str = field(default="", compare=False)
     # "app", "dir", "file", "cgi", "fastcgi" or "scgi"; worked out when the mount is validated.
@@ -151,6 +155,12 @@ class Mount:
             raise ConfigError(f"{where}: the URL prefix {self.path!r} may not contain empty, "
                               f"'.' or '..' segments")
         object.__setattr__(self, "path", path)
+        if self.auth is not None:
+            from fastgw.auth import AuthConfig
+            if type(self.auth) is not AuthConfig:
+                raise ConfigError(f"{where}: auth must be an AuthConfig (auth = {{ ... }} table)")
+        if self.manifest is not None and self.static is None:
+            raise ConfigError(f"{where}: manifest only applies to static mounts")
         given = [k for k in ("app", "static") + GATEWAY_KINDS if getattr(self, k) is not None]
         if len(given) > 1 and given[1] in GATEWAY_KINDS:
             raise ConfigError(f"{where}: give one of app, static, cgi, fastcgi or scgi, not both "
@@ -206,6 +216,22 @@ class Mount:
         for name in ("dotfiles", "follow_symlinks", "precompressed"):
             if type(getattr(self, name)) is not bool:
                 raise ConfigError(f"{where}: {name} {getattr(self, name)!r} must be true or false")
+        if self.manifest is not None:
+            self.check_manifest(where, raw, kind)
+
+    def check_manifest(self, where, root, kind):
+        """manifest: a file below the static directory, e.g. staticfiles.json."""
+        name = self.manifest
+        if kind != "dir":
+            raise ConfigError(f"{where}: manifest only applies to a static directory")
+        if (type(name) is not str or not name or name.startswith("/") or "\0" in name
+                or any(seg in ("", ".", "..") for seg in name.split("/"))):
+            raise ConfigError(f"{where}: manifest {name!r} must be a file name below the "
+                              f"directory, e.g. staticfiles.json")
+        if not os.path.isfile(os.path.join(root, fs_bytes(name))):
+            raise ConfigError(f"{where}: manifest {name!r} is not a file in "
+                              f"{printable_path(fs_str(root))!r}; run `manage.py collectstatic` "
+                              f"(with ManifestStaticFilesStorage) first")
 
     def check_gateway(self, where, kind):
         """A cgi, fastcgi or scgi mount: the directory or address, params, timeout."""
@@ -269,7 +295,8 @@ class Mount:
     def describe(self):
         """One line of the routing table, as `fastgw check` prints it."""
         if self.kind == "app":
-            return f"{self.path:<20} app          {self.app}"
+            auth = f"  ({self.auth.describe()})" if self.auth is not None else ""
+            return f"{self.path:<20} app          {self.app}{auth}"
         if self.kind in GATEWAY_KINDS:
             target = getattr(self, self.kind)
             line = f"{self.path:<20} {self.kind:<12} {printable_path(target) if self.kind == 'cgi' else target}"
@@ -278,6 +305,8 @@ class Mount:
                 options.append(f"split_path_info={self.split_path_info!r}")
             if self.timeout is not None:
                 options.append(f"timeout={self.timeout:g}")
+            if self.auth is not None:
+                options.append(self.auth.describe())
             return line + ("  (" + ", ".join(options) + ")" if options else "")
         what = "static dir " if self.kind == "dir" else "static file"
         line = f"{self.path:<20} {what}  {printable_path(self.static)}"
@@ -292,6 +321,10 @@ class Mount:
             options.append("precompressed")
         if self.cache_control:
             options.append(f"cache_control={self.cache_control!r}")
+        if self.manifest:
+            options.append(f"manifest={self.manifest!r}")
+        if self.auth is not None:
+            options.append(self.auth.describe())
         return line + ("  (" + ", ".join(options) + ")" if options else "")
 
 

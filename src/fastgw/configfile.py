@@ -23,9 +23,10 @@ from fastgw.errors import ConfigError
 PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log"})
 MOUNT_KEYS = ("path", "app", "static", "index", "cache_control", "dotfiles",
               "follow_symlinks", "precompressed", "cgi", "fastcgi", "scgi", "params",
-              "split_path_info", "timeout")
+              "split_path_info", "timeout", "auth", "manifest")
 GATEWAY_KEYS = ("cgi", "fastcgi", "scgi")
-STATIC_ONLY_KEYS = ("index", "cache_control", "dotfiles", "follow_symlinks", "precompressed")
+STATIC_ONLY_KEYS = ("index", "cache_control", "dotfiles", "follow_symlinks", "precompressed",
+                    "manifest")
 # Hints for keys people will try in [server].
 SERVER_HINTS = {
     "app": 'the application is a mount: [[mount]] path = "/" app = "module:callable"',
@@ -260,6 +261,14 @@ def mount_entry(label, number, entry, base):
         options["index"] = index
     if "cache_control" in entry:
         options["cache_control"] = entry["cache_control"]
+    if "manifest" in entry:
+        if not isinstance(entry["manifest"], str):
+            raise ConfigError(f"{where}: manifest = {toml_value(entry['manifest'])}: must be a "
+                              f"file name such as \"staticfiles.json\"")
+        options["manifest"] = entry["manifest"]
+    if "auth" in entry:
+        from fastgw.auth import AuthConfig
+        options["auth"] = AuthConfig.from_table(entry["auth"], where)
     if static is not None and static:
         static = resolve(base, static)
     return Mount(path=path, app=app, static=static, source=where, **options, **gateway)

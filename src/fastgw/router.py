@@ -135,6 +135,9 @@ def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=
                                                             multithread=multithread)
         else:
             handler = StaticFiles.from_mount(mount)
+        if mount.auth is not None:
+            from fastgw.auth import AuthGate
+            handler = AuthGate(handler, mount.auth, mount.source or f"mount {mount.path!r}")
         routes.append((mount.wire_path, handler, mount.kind == "file"))
     router = Router(routes, access_log)
     for handler in gateways:

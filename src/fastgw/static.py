@@ -11,6 +11,7 @@ for the body. Conditional requests follow RFC 9110 section 13.2.2, ranges sectio
 """
 import email.utils
 import errno
+import json
 import logging
 import mimetypes
 import os
@@ -233,7 +234,7 @@ class StaticFiles:
     """Serves a directory below a mount's prefix, or one file at exactly the prefix."""
 
     def __init__(self, root, single_file=False, index="index.html", cache_control=None,
-                 dotfiles=False, follow_symlinks=False, precompressed=True):
+                 dotfiles=False, follow_symlinks=False, precompressed=True, manifest=None):
         self.root = os.path.abspath(root if type(root) is bytes else fs_bytes(root))
         real = os.path.realpath(self.root)
         self.real_root = real
@@ -246,12 +247,15 @@ class StaticFiles:
         self.precompressed = precompressed
         if single_file:
             self.root_type = content_type(self.root)
+        self.manifest = (DjangoManifest(os.path.join(self.root, fs_bytes(manifest)))
+                         if manifest and cache_control is None else None)
 
     @classmethod
     def from_mount(cls, mount):
         return cls(mount.static, single_file=mount.kind == "file", index=mount.index,
                    cache_control=mount.cache_control, dotfiles=mount.dotfiles,
-                   follow_symlinks=mount.follow_symlinks, precompressed=mount.precompressed)
+                   follow_symlinks=mount.follow_symlinks, precompressed=mount.precompressed,
+                   manifest=mount.manifest)
 
     def __call__(self, req, resp):
         fd = -1
@@ -387,6 +391,8 @@ class StaticFiles:
         headers.append(("Last-Modified", last_modified))
         if self.cache_control:
             headers.append(("Cache-Control", self.cache_control))
+        elif self.manifest is not None:
+            headers.append(("Cache-Control", self.manifest.cache_control(path[len(self.root) + 1:])))
 
         status = self.check_preconditions(want, etag, last_modified, st)
         if status == 304:
@@ -496,3 +502,52 @@ class StaticFiles:
         headers.extend(extra)
         resp.send_head(line, headers, len(body), False)
         resp.finish(body)
+
+
+# --------------------------------------------------------------------------
+# Django's ManifestStaticFilesStorage
+
+
+class DjangoManifest:
+    """Cache-Control from the staticfiles.json that `collectstatic` writes with
+    ManifestStaticFilesStorage: the hashed names it lists (admin/css/base.5af66c1b1797.css)
+    never change, so they are cached for a year; every other file (admin/css/base.css)
+    briefly. The manifest is read again when it changes (the next collectstatic),
+    looked at no more than once a second."""
+
+    HASHED = "public, max-age=31536000, immutable"
+    OTHER = "public, max-age=60"
+    RECHECK = 1.0
+
+    def __init__(self, path):
+        self.path = path
+        self.hashed = frozenset()
+        self.stamp = None
+        self.checked = -self.RECHECK
+        self.refresh()
+
+    def refresh(self):
+        now = time.monotonic()
+        if now - self.checked < self.RECHECK:
+            return
+        self.checked = now
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp == self.stamp:
+                return
+            with open(self.path, "rb") as fh:
+                data = json.loads(fh.read().decode("utf-8"))
+            names = data["paths"].values()
+            self.hashed = frozenset(fs_bytes(name) for name in names if isinstance(name, str))
+            self.stamp = stamp
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            if self.stamp is not False:
+                log.warning("cannot read the static files manifest %r: %s; hashed names get "
+                            "the short Cache-Control until it is fixed", self.path, e)
+            self.stamp = False
+
+    def cache_control(self, relative):
+        """The Cache-Control of a file, by its path (bytes) below the mount's directory."""
+        self.refresh()
+        return self.HASHED if relative in self.hashed else self.OTHER

@@ -165,8 +165,10 @@ class WsgiHandler:
         env.setdefault("REMOTE_ADDR", req.peer[0] if req.peer else "")
         return env
 
-    def __call__(self, req, resp):
+    def __call__(self, req, resp, extra=None):
         env = self.environ(req)
+        if extra is not None:
+            env.update(extra)  # REMOTE_USER, AUTH_TYPE from an auth mount (auth.py)
         ex = Exchange(resp)
         result = None
         try:
