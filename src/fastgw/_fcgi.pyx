@@ -426,14 +426,7 @@ cdef class FcgiProtocol(Protocol):
         self.sent = 0
         self.status_code = 0
         self.head_request = self.req.method == "HEAD"
-        if conn.loop.threaded:
-            try:
-                conn.flush(0)
-            except ClientDisconnected:
-                conn.close()
-                return
-            conn.paused = False
-            conn.loop.submit(conn, self.call_handler)
+        if conn.hand_to_thread(self.call_handler):
             return
         self.call_handler()
         self.after_request()

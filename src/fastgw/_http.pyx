@@ -965,14 +965,7 @@ cdef class HttpProtocol(Protocol):
         conn.loop.beat()
         self.sent = 0
         self.status_code = 0
-        if conn.loop.threaded:
-            try:
-                conn.flush(0)
-            except ClientDisconnected:
-                conn.close()
-                return
-            conn.paused = False
-            conn.loop.submit(conn, self.call_handler)
+        if conn.hand_to_thread(self.call_handler):
             return
         self.call_handler()
         self.after_request()

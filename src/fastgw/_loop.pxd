@@ -91,6 +91,7 @@ cdef class Connection(Handle):
     cdef void flush_blocking(self, int flags) except *
     cdef void wait(self, short events) except *
     cdef void sendfile_blocking(self, int infd, off_t offset, Py_ssize_t count) except *
+    cdef bint hand_to_thread(self, object job) except -1
     cdef void close_after_flush(self, bint linger=*)
     cdef void finish_close(self)
     cdef void close(self)

@@ -348,13 +348,7 @@ cdef tuple split_host(str host, str scheme):
     return found
 
 
-def http_environ(Request req, dict template):
-    """The PEP 3333 environ of a request that carries HTTP headers, built in C: the
-    template, the request line, the peer, HTTP_* (repeats joined with ", ", cookies
-    with "; "), and SERVER_NAME/SERVER_PORT from Host or the socket."""
-    cdef dict env = template.copy()
-    cdef object key, prev, host
-    cdef tuple item
+cdef void put_request(dict env, Request req) except *:
     env["REQUEST_METHOD"] = req.method
     env["SCRIPT_NAME"] = req.script_name
     env["PATH_INFO"] = req.path
@@ -363,6 +357,30 @@ def http_environ(Request req, dict template):
     env["SERVER_PROTOCOL"] = req.version
     env["wsgi.input"] = req.body
     env["wsgi.url_scheme"] = req.scheme
+
+
+def cgi_environ(Request req, dict template):
+    """The environ of a request that came as CGI variables (FastCGI, SCGI, uwsgi): the
+    web server's variables, then the request as the router split it."""
+    cdef dict env = template.copy()
+    env.update(req.params)
+    put_request(env, req)
+    if req.errors is not None:
+        env["wsgi.errors"] = req.errors
+    env.setdefault("SERVER_NAME", req.sockname[0])
+    env.setdefault("SERVER_PORT", str(req.sockname[1]))
+    env.setdefault("REMOTE_ADDR", req.peer[0] if req.peer else "")
+    return env
+
+
+def http_environ(Request req, dict template):
+    """The PEP 3333 environ of a request that carries HTTP headers, built in C: the
+    template, the request line, the peer, HTTP_* (repeats joined with ", ", cookies
+    with "; "), and SERVER_NAME/SERVER_PORT from Host or the socket."""
+    cdef dict env = template.copy()
+    cdef object key, prev, host
+    cdef tuple item
+    put_request(env, req)
     if req.peer is not None:
         env["REMOTE_ADDR"] = req.peer[0]
         env["REMOTE_PORT"] = str(req.peer[1])
@@ -676,6 +694,20 @@ cdef class Connection(Handle):
         """Flush what is queued (the head rides with MSG_MORE), then sendfile(2) the range."""
         self.flush_blocking(MSG_MORE)
         self.sendfile_blocking(infd, offset, count)
+
+    cdef bint hand_to_thread(self, object job) except -1:
+        """With --threads: flush what is queued (earlier pipelined responses), then let an
+        application thread run job() with this connection. False: run it inline."""
+        if not self.loop.threaded:
+            return False
+        try:
+            self.flush(0)
+        except ClientDisconnected:
+            self.close()
+            return True
+        self.paused = False
+        self.loop.submit(self, job)
+        return True
 
     cdef void close_after_flush(self, bint linger=True):
         """Close once queued output is out. With `linger`, half-close first and read what

@@ -178,8 +178,7 @@ cdef class CgiVarsProtocol(Protocol):
         conn.loop.requests += 1
         conn.loop.beat()
         self.head_request = self.req.method == "HEAD"
-        if conn.loop.threaded:
-            conn.loop.submit(conn, self.call_handler)
+        if conn.hand_to_thread(self.call_handler):
             return
         self.call_handler()
         self.resume()

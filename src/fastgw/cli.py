@@ -19,24 +19,24 @@ from fastgw.errors import ConfigError, FastgwError
 NOT_SERVER_KEYS = frozenset({"help", "app", "config", "mount", "static", "cgi", "fastcgi", "scgi"})
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
+def whole_number(minimum):
+    """An argparse type: an int of at least `minimum`, with a message saying so."""
+
+    def convert(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {minimum} or more")
+        return value
+
+    convert.__name__ = "positive_int" if minimum else "non_negative_int"
+    return convert
 
 
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
 
 
 def octal_mode(text):

@@ -13,7 +13,7 @@ import stat
 import sys
 
 from fastgw import __version__
-from fastgw._loop import http_environ
+from fastgw._loop import cgi_environ, http_environ
 from fastgw.errors import ClientDisconnected, HttpError
 
 log = logging.getLogger("fastgw.error")
@@ -144,26 +144,9 @@ class WsgiHandler:
         }
 
     def environ(self, req):
-        params = req.params
-        if params is None:
+        if req.params is None:
             return http_environ(req, self.template)
-        # FastCGI/SCGI/uwsgi: the web server's CGI variables, then the router's split.
-        env = self.template.copy()
-        env.update(params)
-        env["REQUEST_METHOD"] = req.method
-        env["SCRIPT_NAME"] = req.script_name
-        env["PATH_INFO"] = req.path
-        env["QUERY_STRING"] = req.query
-        env["REQUEST_URI"] = req.target
-        env["SERVER_PROTOCOL"] = req.version
-        env["wsgi.input"] = req.body
-        env["wsgi.url_scheme"] = req.scheme
-        if req.errors is not None:
-            env["wsgi.errors"] = req.errors
-        env.setdefault("SERVER_NAME", req.sockname[0])
-        env.setdefault("SERVER_PORT", str(req.sockname[1]))
-        env.setdefault("REMOTE_ADDR", req.peer[0] if req.peer else "")
-        return env
+        return cgi_environ(req, self.template)
 
     def __call__(self, req, resp, extra=None):
         env = self.environ(req)
