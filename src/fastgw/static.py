@@ -99,11 +99,20 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+_dates = {}
+
+
 def http_date(seconds):
-    """An IMF-fixdate: 'Sun, 06 Nov 1994 08:49:37 GMT'."""
-    t = time.gmtime(seconds)
-    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+    """An IMF-fixdate: 'Sun, 06 Nov 1994 08:49:37 GMT' (cached: files keep their mtimes)."""
+    seconds = int(seconds)
+    text = _dates.get(seconds)
+    if text is None:
+        t = time.gmtime(seconds)
+        text = (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year} "
+                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+        if len(_dates) < 4096:
+            _dates[seconds] = text
+    return text
 
 
 def parse_http_date(text):
@@ -244,6 +253,7 @@ class StaticFiles:
         self.cache_control = cache_control
         self.dotfiles = dotfiles
         self.follow_symlinks = follow_symlinks
+        self.inside = set()
         self.precompressed = precompressed
         if single_file:
             self.root_type = content_type(self.root)
@@ -371,12 +381,21 @@ class StaticFiles:
         return fd
 
     def inside_root(self, fd, path):
-        """Is the file really (symlinks resolved) below the root? Asked of the open descriptor."""
+        """Is the file really (symlinks resolved) below the root? Asked of the open descriptor.
+        A file found inside is remembered by device, inode and ctime (a new file at a
+        reused inode number has another ctime), which saves a readlink per request."""
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino, st.st_ctime_ns)
+        if key in self.inside:
+            return True
         try:
             real = os.readlink(b"/proc/self/fd/%d" % fd)
         except OSError:
             real = os.path.realpath(path)
-        return real.startswith(self.real_prefix) or real == self.real_root
+        inside = real.startswith(self.real_prefix) or real == self.real_root
+        if inside and len(self.inside) < 4096:
+            self.inside.add(key)
+        return inside
 
     def send(self, resp, path, fd, st, want, coding):
         """Answer with the open regular file (or its `coding` variant): 200, 206, 304, 412, 416."""
