@@ -88,3 +88,19 @@ def test_bad_or_missing_header_closes_the_connection(srv, data):
     # and the worker still serves
     env = environ_after(srv, b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 443\r\n")
     assert env["REMOTE_ADDR"] == "203.0.113.7"
+
+
+def test_header_from_a_peer_outside_proxy_allow_ips_is_refused(start_server):
+    srv = start_server("wsgiapp:application", "--proxy-protocol",
+                       "--proxy-allow-ips", "10.0.0.0/8,192.0.2.1")
+    with RawConnection(srv.port) as conn:
+        conn.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 443\r\n" + request("GET", "/environ"))
+        assert conn.wait_closed()
+        assert conn.buf == b""
+    srv.wait_for_log(r"not in --proxy-allow-ips")
+
+
+def test_proxy_allow_ips_star_trusts_every_peer(start_server):
+    srv = start_server("wsgiapp:application", "--proxy-protocol", "--proxy-allow-ips", "*")
+    env = environ_after(srv, b"PROXY TCP4 203.0.113.9 192.0.2.1 5000 443\r\n")
+    assert env["REMOTE_ADDR"] == "203.0.113.9"

@@ -11,6 +11,7 @@ cdef class HttpSettings:
     cdef public double header_timeout
     cdef public double keepalive_timeout
     cdef public bint proxy_protocol
+    cdef public object proxy_trusted
 
 
 cdef bytes build_head(bytes prefix, str status, list headers, Py_ssize_t length,

@@ -393,7 +393,7 @@ cdef class HttpSettings:
 
     def __init__(self, request_line=8190, field_size=8190, fields=100, head=65536, body=0,
                  chunk_line=4096, trailer=8192, header_timeout=10.0, keepalive_timeout=5.0,
-                 proxy_protocol=False):
+                 proxy_protocol=False, proxy_trusted=None):
         self.request_line = request_line
         self.field_size = field_size
         self.fields = fields
@@ -404,6 +404,7 @@ cdef class HttpSettings:
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
         self.proxy_protocol = proxy_protocol
+        self.proxy_trusted = proxy_trusted
 
 
 cdef class HttpBody(BodyReader):
@@ -642,6 +643,10 @@ cdef class HttpProtocol(Protocol):
         cdef Connection conn = self.conn
         cdef const unsigned char *p = <const unsigned char *>conn.rbuf + conn.rstart
         cdef Py_ssize_t n = conn.rend - conn.rstart, size
+        trusted = self.settings.proxy_trusted
+        if trusted is not None and not trusted.trusts(conn.peer[0] if conn.peer else None):
+            raise HttpError(400, f"PROXY protocol header expected from {conn.peer}, which is "
+                                 f"not in --proxy-allow-ips")
         if n >= 12 and memcmp(p, PROXY_V2_SIGNATURE, 12) == 0:
             if n < 16:
                 return False

@@ -186,6 +186,10 @@ def add_serve_arguments(serve):
                           "same port before stopping the old one)")
     ops.add_argument("--unix-socket-mode", type=octal_mode, metavar="MODE",
                      help="permissions of UNIX-socket listeners, e.g. 0660 (owner: --user/--group)")
+    ops.add_argument("--proxy-allow-ips", action="append", default=[], metavar="CIDRS",
+                     help="with --proxy-protocol, the peers allowed to send the header "
+                          "(others are refused): comma-separated addresses or networks, * "
+                          "for all (default 127.0.0.1,::1); repeatable")
     ops.add_argument("--forwarded-allow-ips", action="append", default=[], metavar="CIDRS",
                      help="trust X-Forwarded-For/-Proto/-Host and Forwarded from these peers: "
                           "comma-separated addresses or networks, * for all, unix for "
@@ -321,6 +325,7 @@ def config_from_args(args, file_config=None):
         reuse_port=args.reuse_port,
         unix_socket_mode=args.unix_socket_mode,
         forwarded_allow_ips=tuple(args.forwarded_allow_ips),
+        proxy_allow_ips=tuple(args.proxy_allow_ips) or ("127.0.0.1,::1",),
     )
 
 

@@ -424,6 +424,7 @@ class Config:
     reuse_port: bool = False
     unix_socket_mode: Optional[int] = None
     forwarded_allow_ips: Tuple[str, ...] = ()
+    proxy_allow_ips: Tuple[str, ...] = ("127.0.0.1,::1",)
     # The routing table; `app` (if given) is the mount at "/".
     mounts: Tuple[Mount, ...] = ()
     config_file: Optional[str] = None
@@ -494,6 +495,7 @@ class Config:
                 raise ConfigError(f"--metrics {self.metrics!r}: expected HOST:PORT or "
                                   f"unix:/path (it speaks HTTP), e.g. 127.0.0.1:9100")
         parse_networks(self.forwarded_allow_ips)
+        parse_networks(self.proxy_allow_ips, "--proxy-allow-ips")
 
     @property
     def metrics_bind(self):

@@ -99,7 +99,9 @@ class Worker:
             fields=config.limit_request_fields, head=config.limit_request_head,
             body=config.limit_request_body, chunk_line=config.limit_chunk_line,
             trailer=config.limit_trailer_size, header_timeout=config.header_timeout,
-            keepalive_timeout=config.keepalive, proxy_protocol=config.proxy_protocol)
+            keepalive_timeout=config.keepalive, proxy_protocol=config.proxy_protocol,
+            proxy_trusted=(TrustedProxies.from_config(config.proxy_allow_ips)
+                           if config.proxy_protocol else None))
         loop = self.loop = Loop()
         loop.io_timeout = config.io_timeout
         loop.graceful_timeout = config.graceful_timeout
