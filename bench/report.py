@@ -14,6 +14,7 @@ import statistics
 
 def write_json(data, out_dir):
     data = dict(data, summary=summarise(data))
+    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "results.json")
     with open(path + ".tmp", "w") as f:
         json.dump(data, f, indent=1, sort_keys=False)
