@@ -14,6 +14,8 @@ import socket
 import struct
 import time
 
+from fgwtest import RawConnection
+
 VERSION = 1
 
 BEGIN_REQUEST = 1
@@ -189,49 +191,16 @@ class ConnectionClosed(AssertionError):
     """The server closed the connection while a record was expected."""
 
 
-class FcgiConnection:
-    """A client connection (TCP or UNIX socket) that reads whole records."""
+class FcgiConnection(RawConnection):
+    """A client connection (TCP or UNIX socket) that reads whole records; the socket
+    plumbing is fgwtest.RawConnection's."""
 
     def __init__(self, address, timeout=20.0):
         if isinstance(address, str):
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            super().__init__(unix_path=address, timeout=timeout)
         else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(address)
-        if not isinstance(address, str):
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-        self.eof = False
+            super().__init__(port=address[1], host=address[0], timeout=timeout)
         self.records = []  # every record read, in order
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        if self.eof:
-            return False
-        try:
-            data = self.sock.recv(262144)
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
 
     def _take(self, n):
         while len(self.buf) < n:

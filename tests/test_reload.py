@@ -17,8 +17,8 @@ import pytest
 
 from fgwtest import (RawConnection, http_request, pid_alive, read_lines, request, wait_for_line,
                      wait_until)
+from procapp_helpers import APP
 
-APP = "procapp:application"
 RELOAD_DONE = re.compile(r"reload done: (\d+) new worker\(s\), (\d+) retiring")
 
 

@@ -13,30 +13,16 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 
 import pytest
 
 from fgwtest import (RawConnection, fastgw_command, http_request, pid_alive, read_lines, request,
                      subprocess_env, wait_for_line, wait_until)
+from procapp_helpers import APP, events_path, new_id, release
 
-APP = "procapp:application"
 # For --user nobody: imports nothing beyond what fastgw loaded (root's Python
 # installation may not be readable by nobody).
 WHOAMI = "whoami:application"
-
-
-def events_path(test_dir):
-    return os.path.join(test_dir, "procapp-events.log")
-
-
-def new_id(what):
-    return "%s-%s" % (what, uuid.uuid4().hex[:12])
-
-
-def release(test_dir, ident):
-    with open(os.path.join(test_dir, "gate-" + ident), "w") as fh:
-        fh.write("go\n")
 
 
 class Background:

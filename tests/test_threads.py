@@ -9,26 +9,12 @@ import hashlib
 import os
 import signal
 import threading
-import uuid
 
 import pytest
 
 from fgwtest import RawConnection, chunked, http_request, read_lines, request, wait_for_line
+from procapp_helpers import APP, events_path, new_id, release
 
-APP = "procapp:application"
-
-
-def events_path(test_dir):
-    return os.path.join(test_dir, "procapp-events.log")
-
-
-def new_id(what):
-    return "%s-%s" % (what, uuid.uuid4().hex[:12])
-
-
-def release(test_dir, ident):
-    with open(os.path.join(test_dir, "gate-" + ident), "w") as fh:
-        fh.write("go\n")
 
 
 class Background:

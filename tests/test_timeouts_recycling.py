@@ -6,22 +6,13 @@ import http.client
 import os
 import threading
 import time
-import uuid
 
 import pytest
 
 from fgwtest import (RawConnection, http_request, pid_alive, read_lines, request, wait_for_line,
                      wait_until)
+from procapp_helpers import APP, events_path, new_id
 
-APP = "procapp:application"
-
-
-def events_path(test_dir):
-    return os.path.join(test_dir, "procapp-events.log")
-
-
-def new_id(what):
-    return "%s-%s" % (what, uuid.uuid4().hex[:12])
 
 
 def serve_pid(port):

@@ -217,14 +217,8 @@ cdef class FcgiProtocol(Protocol):
     cdef Py_ssize_t clen
     cdef int plen
     # response state of the current request
-    cdef bint _head_sent
-    cdef bint body_allowed
-    cdef bint head_request
-    cdef bint finished
     cdef bint stderr_used
     cdef bint aborted
-    cdef Py_ssize_t sent
-    cdef readonly int status_code
 
     def __cinit__(self, handler, HttpSettings settings not None):
         self.handler = handler
@@ -470,18 +464,8 @@ cdef class FcgiProtocol(Protocol):
 
     # The responder interface the handlers call.
 
-    @property
-    def headers_sent(self):
-        return self._head_sent
-
-    @property
-    def bytes_sent(self):
-        return self.sent
-
     def send_head(self, str status, list headers, Py_ssize_t length, bint length_in_headers):
-        cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
-        self.status_code = code
-        self.body_allowed = not (code < 200 or code == 204 or code == 304 or self.head_request)
+        self.start_response_head(status)
         self.queue_stream(STDOUT, self.current.rid,
                           build_head(CGI_PREFIX, status, headers,
                                      length if length >= 0 and not length_in_headers else -1,

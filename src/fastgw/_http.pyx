@@ -549,16 +549,10 @@ cdef class HttpProtocol(Protocol):
     cdef int version
     cdef bint keep_alive
     cdef bint client_closes
-    cdef bint head_request
     cdef bint expect_continue
     cdef bint continue_sent
-    cdef bint _head_sent
     cdef bint chunked
-    cdef bint body_allowed
-    cdef bint finished
     cdef Py_ssize_t expected
-    cdef Py_ssize_t sent
-    cdef readonly int status_code
 
     def __cinit__(self, handler, HttpSettings settings not None):
         self.handler = handler
@@ -1023,23 +1017,13 @@ cdef class HttpProtocol(Protocol):
 
     # The responder interface the handlers call.
 
-    @property
-    def headers_sent(self):
-        return self._head_sent
-
-    @property
-    def bytes_sent(self):
-        return self.sent
-
     def send_head(self, str status, list headers, Py_ssize_t length, bint length_in_headers):
         """Queue the response head. length < 0: unknown (chunked on 1.1, else close)."""
-        cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
+        cdef int code = self.start_response_head(status)
         cdef bint no_body = code < 200 or code == 204 or code == 304
         cdef bint add_length = False
         cdef HttpBody body = self.body
         cdef bytes connection
-        self.status_code = code
-        self.body_allowed = not (no_body or self.head_request)
         self.chunked = False
         self.expected = -1
         if self.conn.loop.stopping:

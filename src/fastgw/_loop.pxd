@@ -19,6 +19,14 @@ cdef class Handle:
 
 cdef class Protocol:
     cdef Connection conn
+    # The state of the response in progress, the same for every protocol.
+    cdef bint _head_sent
+    cdef bint body_allowed
+    cdef bint head_request
+    cdef bint finished
+    cdef Py_ssize_t sent
+    cdef readonly int status_code
+    cdef int start_response_head(self, str status) except -1
     cdef void data_received(self) except *
     cdef void write_drained(self) except *
     cdef void eof_received(self) except *

@@ -192,6 +192,24 @@ cdef class Protocol:
     cdef void connection_lost(self):
         pass
 
+    cdef int start_response_head(self, str status) except -1:
+        """Record the status code of a head about to be sent; HEAD, 1xx, 204 and 304
+        responses carry no body. Returns the code."""
+        cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
+        self.status_code = code
+        self.body_allowed = not (code < 200 or code == 204 or code == 304 or self.head_request)
+        return code
+
+    # The part of the responder interface the handlers call that every protocol shares.
+
+    @property
+    def headers_sent(self):
+        return self._head_sent
+
+    @property
+    def bytes_sent(self):
+        return self.sent
+
 
 cdef class BodyReader:
     """wsgi.input: the request body, read from the connection as the application asks.

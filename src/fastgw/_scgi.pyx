@@ -79,12 +79,6 @@ cdef class CgiVarsProtocol(Protocol):
     cdef bint started
     cdef bint busy
     cdef object req
-    cdef bint _head_sent
-    cdef bint body_allowed
-    cdef bint head_request
-    cdef bint finished
-    cdef Py_ssize_t sent
-    cdef readonly int status_code
 
     def __cinit__(self, handler, HttpSettings settings not None, bint uwsgi=False):
         self.handler = handler
@@ -208,18 +202,8 @@ cdef class CgiVarsProtocol(Protocol):
 
     # The responder interface the handlers call.
 
-    @property
-    def headers_sent(self):
-        return self._head_sent
-
-    @property
-    def bytes_sent(self):
-        return self.sent
-
     def send_head(self, str status, list headers, Py_ssize_t length, bint length_in_headers):
-        cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
-        self.status_code = code
-        self.body_allowed = not (code < 200 or code == 204 or code == 304 or self.head_request)
+        self.start_response_head(status)
         self.conn.queue(build_head(UWSGI_PREFIX if self.uwsgi else CGI_PREFIX, status, headers,
                                    length if length >= 0 and not length_in_headers else -1,
                                    False, False, None))
