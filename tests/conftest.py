@@ -21,7 +21,7 @@ from fgwtest import APPS_DIR, fastgw_command, pid_alive, subprocess_env
 
 LISTEN_RE = re.compile(r"Listening at: (\S+)")
 HTTP_LISTEN_RE = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)(?!\d)")
-BOOT_RE = re.compile(r"Booting worker with pid: (\d+)")
+BOOT_RE = re.compile(r"Booting (?:process group '[^']*' )?worker with pid: (\d+)")
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 40.0
@@ -83,7 +83,8 @@ class Server:
     def __init__(self, app, extra_args=(), default_bind=True, default_workers=True,
                  chdir=APPS_DIR, test_dir=None, env=None, wait=True, cwd=None):
         self.app = app
-        cmd = fastgw_command() + ["serve", app]
+        # An empty app: what to serve comes from --config.
+        cmd = fastgw_command() + ["serve"] + ([app] if app else [])
         if default_bind:
             cmd += ["--bind", "127.0.0.1:0"]
         if default_workers:

@@ -28,7 +28,7 @@ from fastgw.errors import ConfigError
 
 log = logging.getLogger("fastgw.error")
 
-AUTH_KEYS = ("realm", "check_password", "groups_for_user", "require_group")
+AUTH_KEYS = ("realm", "check_password", "groups_for_user", "require_group", "group")
 UNAUTHORIZED_BODY = b"401 Unauthorized\n"
 ERROR_BODY = b"500 Internal Server Error\n"
 
@@ -41,6 +41,9 @@ class AuthConfig:
     realm: str = "fastgw"
     groups_for_user: Optional[str] = None
     require_group: Optional[str] = None
+    # The process group whose processes run the hooks (Django set up there); None: in the
+    # front worker.
+    group: Optional[str] = None
 
     @classmethod
     def from_table(cls, table, where):
@@ -79,6 +82,8 @@ class AuthConfig:
         text = f"auth realm={self.realm!r} check_password={self.check_password}"
         if self.require_group is not None:
             text += f" require_group={self.require_group!r}"
+        if self.group is not None:
+            text += f" in group {self.group}"
         return text
 
 
@@ -164,15 +169,24 @@ def strip_authorization(req):
 class AuthGate:
     """The handler of a mount with `auth`: checks the credentials, then calls `inner`."""
 
-    def __init__(self, inner, auth, where=""):
+    def __init__(self, inner, auth, where="", group_socket=None, prefix=""):
         from fastgw.wsgi import WsgiHandler
 
         self.inner = inner
         self.auth = auth
         self.where = where or "mount"
-        self.check_password = Hook(auth.check_password, f"{self.where}: auth.check_password")
-        self.groups_for_user = (Hook(auth.groups_for_user, f"{self.where}: auth.groups_for_user")
-                                if auth.groups_for_user else None)
+        if group_socket is not None:
+            # auth.group: the hooks run in that process group's processes.
+            from fastgw.groups import GroupAuthHook
+            self.check_password = GroupAuthHook(group_socket, auth.group, prefix,
+                                                "check_password")
+            self.groups_for_user = GroupAuthHook(group_socket, auth.group, prefix,
+                                                 "groups_for_user")
+        else:
+            self.check_password = Hook(auth.check_password, f"{self.where}: auth.check_password")
+            self.groups_for_user = (Hook(auth.groups_for_user,
+                                         f"{self.where}: auth.groups_for_user")
+                                    if auth.groups_for_user else None)
         self.wsgi = type(inner) is WsgiHandler
         # Builds the environ handed to the hooks (the same one a WSGI app would see).
         self.environ_builder = WsgiHandler(None)

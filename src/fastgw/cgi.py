@@ -408,10 +408,13 @@ class ScriptResponse:
     wanted and the caller re-dispatches the request.
     """
 
-    def __init__(self, resp, what, nph=False):
+    def __init__(self, resp, what, nph=False, head=False):
         self.resp = resp
         self.what = what
         self.nph = nph
+        # A HEAD response's body is optional: a back end speaking HTTP semantics (a fastgw
+        # process group) sends none, a CGI script usually does and it is dropped.
+        self.head = head
         self.buf = bytearray()
         self.scan = 0
         self.lines = []
@@ -519,7 +522,7 @@ class ScriptResponse:
             raise GatewayError("ended without output")
         if self.location is not None:
             return
-        if self.expected >= 0 and self.received < self.expected:
+        if self.expected >= 0 and self.received < self.expected and not self.head:
             log.error("%s sent %d body bytes, less than its Content-Length %d; cutting the "
                       "response off", self.what, self.received, self.expected)
             self.resp.abort()
@@ -659,7 +662,7 @@ class Gateway:
             body = RequestBody(req)
             env = self.environ(req, script_name, path_info, body, context)
             apply_params(env, self.templates, specials)
-            out = ScriptResponse(resp, what, nph=self.is_nph(context))
+            out = ScriptResponse(resp, what, nph=self.is_nph(context), head=req.method == "HEAD")
             self.exchange(env, body, out, deadline, context)
             out.finish()
         except GatewayTimeout as e:

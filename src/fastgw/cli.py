@@ -285,6 +285,7 @@ def config_from_args(args, file_config=None):
     mounts = [m for m in file_mounts if m.path not in overridden] + cli_mounts
     return Config(
         mounts=tuple(mounts),
+        groups=tuple(file_config.groups) if file_config is not None else (),
         config_file=file_config.path if file_config is not None else None,
         sources=sources,
         binds=tuple(parse_bind(b, bind_where)
@@ -410,6 +411,10 @@ def check(config, args):
     out.write("routing table (exact files first, then the longest prefix wins):\n")
     for mount in sorted(config.mounts, key=routing_order):
         out.write(f"  {mount.describe()}\n")
+    if config.groups:
+        out.write("\nprocess groups:\n")
+        for group in config.groups:
+            out.write(f"  {group.describe()}\n")
     out.write("\nsettings ([server] keys):\n")
     options = getattr(args, "file_options", None) or server_options(build_parser().commands["check"])
     for key, option in sorted(options.items()):

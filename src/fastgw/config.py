@@ -134,9 +134,12 @@ class Mount:
     auth: Optional[object] = None
     # Static mounts: Django's staticfiles.json (relative to the directory) for cache headers.
     manifest: Optional[str] = None
+    # App mounts: the process group (config.groups) whose processes run the app.
+    group: Optional[str] = None
     # "--mount '/api=api:app'" or "fastgw.toml: [[mount]] #2": where to fix a mistake.
     source: str = field(default="", compare=False)
-    # "app", "dir", "file", "cgi", "fastcgi" or "scgi"; worked out when the mount is validated.
+    # "app", "group" (an app in a process group), "dir", "file", "cgi", "fastcgi" or "scgi";
+    # worked out when the mount is validated.
     kind: str = field(default="", init=False, compare=False)
 
     def __post_init__(self):
@@ -161,6 +164,9 @@ class Mount:
                 raise ConfigError(f"{where}: auth must be an AuthConfig (auth = {{ ... }} table)")
         if self.manifest is not None and self.static is None:
             raise ConfigError(f"{where}: manifest only applies to static mounts")
+        if self.group is not None and (self.app is None or type(self.group) is not str):
+            raise ConfigError(f"{where}: group = {self.group!r} only applies to app mounts and "
+                              f"must name a [[group]]")
         given = [k for k in ("app", "static") + GATEWAY_KINDS if getattr(self, k) is not None]
         if len(given) > 1 and given[1] in GATEWAY_KINDS:
             raise ConfigError(f"{where}: give one of app, static, cgi, fastcgi or scgi, not both "
@@ -180,7 +186,7 @@ class Mount:
                 parse_app_spec(self.app)
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
-            object.__setattr__(self, "kind", "app")
+            object.__setattr__(self, "kind", "app" if self.group is None else "group")
             return
         self.check_static(where)
 
@@ -294,9 +300,12 @@ class Mount:
 
     def describe(self):
         """One line of the routing table, as `fastgw check` prints it."""
-        if self.kind == "app":
-            auth = f"  ({self.auth.describe()})" if self.auth is not None else ""
-            return f"{self.path:<20} app          {self.app}{auth}"
+        if self.kind in ("app", "group"):
+            options = [f"group={self.group}"] if self.group else []
+            if self.auth is not None:
+                options.append(self.auth.describe())
+            options = "  (" + ", ".join(options) + ")" if options else ""
+            return f"{self.path:<20} app          {self.app}{options}"
         if self.kind in GATEWAY_KINDS:
             target = getattr(self, self.kind)
             line = f"{self.path:<20} {self.kind:<12} {printable_path(target) if self.kind == 'cgi' else target}"
@@ -427,6 +436,10 @@ class Config:
     proxy_allow_ips: Tuple[str, ...] = ("127.0.0.1,::1",)
     # The routing table; `app` (if given) is the mount at "/".
     mounts: Tuple[Mount, ...] = ()
+    # Process groups ([[group]], fastgw.groups.Group) that mounts and auth hooks name.
+    groups: Tuple[object, ...] = ()
+    # Set in the config of a group's own processes: the group they serve.
+    serving_group: Optional[str] = None
     config_file: Optional[str] = None
     # field name -> where its value was set, e.g. "fastgw.toml: [server] workers".
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -516,7 +529,7 @@ class Config:
                                   f"mounts '/'; keep one of them")
             else:
                 mounts.insert(0, Mount(path="/", app=self.app, source=f"APP {self.app!r}"))
-        elif root and root[0].kind == "app":
+        elif root and root[0].kind in ("app", "group"):
             object.__setattr__(self, "app", root[0].app)
         seen = {}
         for m in mounts:
@@ -529,10 +542,51 @@ class Config:
                 raise ConfigError(f"{m.source or 'mount ' + repr(m.path)}: timeout {m.timeout:g} "
                                   f"is not below the server's --timeout {self.timeout:g}, which "
                                   f"would kill the worker first; lower it or raise --timeout")
-        if not mounts:
+        self.validate_groups(mounts)
+        if not mounts and self.serving_group is None:
             raise ConfigError("nothing to serve: give APP (module:callable), --mount PREFIX=APP, "
                               "--static PREFIX=PATH, or [[mount]] entries in a --config file")
         object.__setattr__(self, "mounts", tuple(mounts))
+
+
+    def validate_groups(self, mounts):
+        """Group names are unique; every group a mount or an auth hook names exists."""
+        from fastgw.groups import Group
+
+        names = {}
+        for group in self.groups:
+            if type(group) is not Group:
+                raise ConfigError(f"groups must be Group objects, not {type(group).__name__}")
+            if group.name in names:
+                raise ConfigError(f"{group.source or 'a group'} and {names[group.name].source} "
+                                  f"are both named {group.name!r}; group names must differ")
+            names[group.name] = group
+        for m in mounts:
+            for what, name in (("group", m.group),
+                               ("auth.group", m.auth.group if m.auth is not None else None)):
+                if name is not None and name not in names:
+                    known = ", ".join(sorted(names)) or "none is defined"
+                    raise ConfigError(f"{m.source or 'mount ' + repr(m.path)}: {what} = "
+                                      f"{name!r} names no [[group]] (groups: {known}); add a "
+                                      f"[[group]] with name = {name!r}")
+
+    def group_config(self, group):
+        """The Config of `group`'s own processes: its mounts as plain app mounts, its
+        processes and threads, no access log (the front writes it)."""
+        import dataclasses
+
+        # Auth was checked by the front, which passes REMOTE_USER on.
+        mounts = tuple(dataclasses.replace(m, group=None, auth=None) for m in self.mounts
+                       if m.group == group.name)
+        return dataclasses.replace(
+            self, app=None, mounts=mounts, groups=(), serving_group=group.name,
+            workers=group.processes, threads=group.threads, access_log=None, metrics=None,
+            user=group.user or self.user, group=group.group or self.group)
+
+    def group_auth(self, name):
+        """{mount prefix (wire form): AuthConfig} of the auth hooks that run in group `name`."""
+        return {m.wire_path: m.auth for m in self.mounts
+                if m.auth is not None and m.auth.group == name}
 
 
 def parse_env(text):

@@ -1,4 +1,4 @@
-"""The --config file: TOML with a [server] table and [[mount]] entries.
+"""The --config file: TOML with a [server] table, [[mount]] and [[group]] entries.
 
 Strategy: the [server] keys are not listed here; the command line hands over a
 table of its flags (key = flag name without '--', '-' -> '_'), so every flag has
@@ -23,7 +23,7 @@ from fastgw.errors import ConfigError
 PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log"})
 MOUNT_KEYS = ("path", "app", "static", "index", "cache_control", "dotfiles",
               "follow_symlinks", "precompressed", "cgi", "fastcgi", "scgi", "params",
-              "split_path_info", "timeout", "auth", "manifest")
+              "split_path_info", "timeout", "auth", "manifest", "group")
 GATEWAY_KEYS = ("cgi", "fastcgi", "scgi")
 STATIC_ONLY_KEYS = ("index", "cache_control", "dotfiles", "follow_symlinks", "precompressed",
                     "manifest")
@@ -54,10 +54,11 @@ class Option:
 class ConfigFile:
     """What a file says: converted [server] values by key, and its mounts."""
 
-    def __init__(self, path, server, mounts):
+    def __init__(self, path, server, mounts, groups=()):
         self.path = path
         self.server = server
         self.mounts = mounts
+        self.groups = list(groups)
 
     def where(self, key):
         return f"{self.path}: [server] {key}"
@@ -98,9 +99,9 @@ def load(path, options):
                           f"{e.start})") from None
     base = fs_str(os.path.dirname(os.path.abspath(os.fsencode(path))))
     for key in data:
-        if key not in ("server", "mount"):
+        if key not in ("server", "mount", "group"):
             raise ConfigError(f"{label}: unknown table or key {key!r} at the top level; a fastgw "
-                              f"config has a [server] table and [[mount]] entries")
+                              f"config has a [server] table, [[mount]] and [[group]] entries")
     server = data.get("server", {})
     if not isinstance(server, dict):
         raise ConfigError(f"{label}: server = {toml_value(server)}: [server] must be a table")
@@ -119,6 +120,14 @@ def load(path, options):
         config.server[key] = server_value(config, option, value, base)
     for number, entry in enumerate(mounts, 1):
         config.mounts.append(mount_entry(label, number, entry, base))
+    groups = data.get("group", [])
+    if not isinstance(groups, list):
+        raise ConfigError(f"{label}: [group] must be written [[group]] (an array of tables, "
+                          f"one per process group)")
+    from fastgw.groups import parse_group_table
+    for number, entry in enumerate(groups, 1):
+        config.groups.append(parse_group_table(entry, number, label,
+                                               lambda path: resolve(base, path)))
     return config
 
 
@@ -195,6 +204,14 @@ def resolve(base, path):
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
 
 
+def string_table(value, where, example):
+    """A TOML table of strings -> ((key, value), ...); `where` names the key."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{where} = {toml_value(value)}: must be a table of strings, e.g. "
+                          f"{example}")
+    return tuple(value.items())
+
+
 def mount_entry(label, number, entry, base):
     """One [[mount]] table -> Mount."""
     where = f"{label}: [[mount]] #{number}"
@@ -209,6 +226,13 @@ def mount_entry(label, number, entry, base):
                               f"{', '.join(MOUNT_KEYS)}")
     app = entry.get("app")
     static = entry.get("static")
+    if "group" in entry:
+        if app is None:
+            raise ConfigError(f"{where}: group = {toml_value(entry['group'])} only applies to "
+                              f"app mounts (it names the process group running the app)")
+        if not isinstance(entry["group"], str):
+            raise ConfigError(f"{where}: group = {toml_value(entry['group'])}: must be the "
+                              f"name of a [[group]]")
     for key, value in (("app", app), ("static", static), ("cache_control", entry.get("cache_control"))):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}: {key} = {toml_value(value)}: must be a string")
@@ -230,11 +254,8 @@ def mount_entry(label, number, entry, base):
         if address.startswith("unix:") and address[5:]:
             gateway[key] = "unix:" + resolve(base, address[5:])
     if "params" in entry:
-        params = entry["params"]
-        if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
-            raise ConfigError(f"{where}: params = {toml_value(params)}: must be a table of "
-                              f"strings, e.g. params = {{ SCRIPT_FILENAME = \"/srv/php{{path_info}}\" }}")
-        gateway["params"] = tuple(params.items())
+        gateway["params"] = string_table(entry["params"], f"{where}: params",
+                                        'params = { SCRIPT_FILENAME = "/srv/php{path_info}" }')
     if "split_path_info" in entry:
         gateway["split_path_info"] = entry["split_path_info"]
     if "timeout" in entry:
@@ -271,4 +292,6 @@ def mount_entry(label, number, entry, base):
         options["auth"] = AuthConfig.from_table(entry["auth"], where)
     if static is not None and static:
         static = resolve(base, static)
+    if "group" in entry:
+        options["group"] = entry["group"]
     return Mount(path=path, app=app, static=static, source=where, **options, **gateway)

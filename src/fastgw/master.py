@@ -11,18 +11,28 @@ of sending every worker into a crash loop. Each worker writes a heartbeat (the
 start of its oldest running request, or the current time) into a shared page;
 a worker silent for longer than --timeout gets SIGUSR2 (faulthandler dumps its
 threads' stacks to the error log) and then SIGKILL.
+
+Process groups (fastgw.groups) are pools of the same kind of worker, one pool per
+[[group]], each listening on its own private UNIX socket. They boot before the front
+workers (a group that cannot load its application stops the start), are reloaded
+with them, and are told to stop only once the front workers are gone, so a request
+being forwarded to a group still finds it.
 """
 import dataclasses
 import logging
 import mmap
 import os
 import select
+import shutil
 import signal
 import struct
 import sys
+import tempfile
 import time
+from typing import Optional
 
 from fastgw.errorlog import reopen_error_log
+from fastgw.config import Bind
 from fastgw.errors import ConfigError, FastgwError
 from fastgw.listeners import describe_listener, listen
 from fastgw.worker import BOOT_ERROR, Worker
@@ -64,6 +74,8 @@ class WorkerInfo:
     started: float
     ready_fd: int = -1
     timed_out_at: float = 0.0
+    # The process group the worker serves; None for the front workers.
+    pool: Optional[str] = None
 
 
 class Master:
@@ -89,6 +101,11 @@ class Master:
         self.ready = False
         self.draining = False
         self.drain_deadline = None
+        # Process groups: name -> (listening socket, Bind) in the private directory.
+        self.group_sockets = {}
+        self.group_dir = None
+        self.pool_ids = {}
+        self.groups_stopping = False
 
     def run(self):
         """Run until stopped; return the exit status."""
@@ -99,6 +116,7 @@ class Master:
         try:
             for sock, bind in self.sockets:
                 log.info("Listening at: %s (%d)", describe_listener(sock, bind), os.getpid())
+            self.open_group_sockets(config.groups)
             self.start_metrics()
             self.check_access_log()
             self.write_pid_file()
@@ -119,6 +137,10 @@ class Master:
                         os.unlink(bind.path)
                     except OSError:
                         pass
+            for sock, _ in self.group_sockets.values():
+                sock.close()
+            if self.group_dir is not None:
+                shutil.rmtree(self.group_dir, ignore_errors=True)
             if self.pid_file is not None:
                 try:
                     os.unlink(self.pid_file)
@@ -136,31 +158,68 @@ class Master:
             raise ConfigError(f"--pid {path!r}: cannot write the pid file: {e.strerror}") from None
         self.pid_file = os.path.abspath(path)
 
+    def open_group_sockets(self, groups):
+        """A listening socket per process group not yet served, in a directory only the
+        master (and the front workers' user) may enter."""
+        for group in groups:
+            if group.name in self.group_sockets:
+                continue
+            if self.group_dir is None:
+                self.group_dir = tempfile.mkdtemp(prefix="fastgw-groups-")
+            bind = Bind(path=os.path.join(self.group_dir, group.name + ".sock"), scheme="fastcgi")
+            sock = listen(bind, self.config.backlog, unix_mode=0o600)
+            self.group_sockets[group.name] = (sock, bind)
+            if self.worker_ids is not None:
+                self.chown_group_socket(bind)
+            log.info("Process group %r: %d process(es) at %s", group.name, group.processes,
+                     bind.path)
+
+    def close_unused_group_sockets(self):
+        names = {group.name for group in self.config.groups}
+        for name in [n for n in self.group_sockets if n not in names]:
+            sock, bind = self.group_sockets.pop(name)
+            sock.close()
+            try:
+                os.unlink(bind.path)
+            except OSError:
+                pass
+
+    def chown_group_socket(self, bind):
+        """The front workers connect to the socket: it is theirs (mode 0600)."""
+        uid, gid = self.worker_ids
+        uid = os.getuid() if uid is None else uid
+        os.chown(self.group_dir, uid, gid)
+        os.chown(bind.path, uid, gid)
+
     def drop_privileges(self):
-        """--user/--group: checked here, applied in each worker right after the fork; the
-        master stays root so it can remove its pid file and UNIX sockets at exit."""
-        user, group = self.config.user, self.config.group
-        if not user and not group:
+        """--user/--group (and a group's user/group): checked here, applied in each worker
+        right after the fork; the master stays root so it can remove its pid file and UNIX
+        sockets at exit."""
+        config = self.config
+        wanted = {None: (config.user, config.group, "--user", "--group")}
+        for group in config.groups:
+            if group.user or group.group:
+                wanted[group.name] = (group.user or config.user, group.group or config.group,
+                                      f"{group.source or group.name}: user",
+                                      f"{group.source or group.name}: group")
+        if not any(user or grp_name for user, grp_name, _, _ in wanted.values()):
             return
-        import grp
-        import pwd
         if os.getuid() != 0:
-            raise ConfigError("--user/--group: only a server started as root can switch user; "
-                              "drop the flags or start fastgw as root")
-        try:
-            entry = pwd.getpwnam(user) if user else None
-        except KeyError:
-            raise ConfigError(f"--user {user!r}: no such user") from None
-        try:
-            gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
-        except KeyError:
-            raise ConfigError(f"--group {group!r}: no such group") from None
-        uid = entry.pw_uid if entry else os.getuid()
+            raise ConfigError("--user/--group (or a [[group]]'s user/group): only a server "
+                              "started as root can switch user; drop them or start fastgw as root")
+        for pool, (user, group, user_where, group_where) in wanted.items():
+            if user or group:
+                self.pool_ids[pool] = lookup_ids(user, group, user_where, group_where)
+        if None not in self.pool_ids:
+            return
+        self.worker_ids = self.pool_ids[None]
+        uid, gid = self.worker_ids
         for sock, bind in self.sockets:
             if bind.path is not None:
-                os.chown(bind.path, uid, gid)
-        self.worker_ids = (uid if entry else None, gid)
-        log.info("Workers run as uid %d, gid %d", uid, gid)
+                os.chown(bind.path, os.getuid() if uid is None else uid, gid)
+        for sock, bind in self.group_sockets.values():
+            self.chown_group_socket(bind)
+        log.info("Workers run as uid %d, gid %d", os.getuid() if uid is None else uid, gid)
 
     def start_metrics(self):
         """--metrics: the shared counters (before any fork) and the thread answering scrapes."""
@@ -211,12 +270,12 @@ class Master:
     def on_signal(self, signum, frame):
         self.signals.append(signum)
 
-    def spawn(self, ready=False):
+    def spawn(self, ready=False, pool=None):
         ready_r = ready_w = None
         if ready:
             ready_r, ready_w = os.pipe()
         slot = self.heartbeats.take()
-        if self.metrics is not None:
+        if self.metrics is not None and pool is None:
             self.metrics.take(slot, self.config.mounts)
         master_pid = os.getpid()
         # Block stop signals across fork(): the child must not receive one while it still
@@ -225,18 +284,21 @@ class Master:
         try:
             pid = os.fork()
             if pid == 0:
-                self.child(master_pid, ready_r, ready_w, slot)
+                self.child(master_pid, ready_r, ready_w, slot, pool)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        info = WorkerInfo(pid, slot, time.monotonic())
+        info = WorkerInfo(pid, slot, time.monotonic(), pool=pool)
         self.workers[pid] = info
-        log.info("Booting worker with pid: %d", pid)
+        if pool is None:
+            log.info("Booting worker with pid: %d", pid)
+        else:
+            log.info("Booting process group %r worker with pid: %d", pool, pid)
         if ready:
             os.close(ready_w)
             info.ready_fd = ready_r
         return info
 
-    def child(self, master_pid, ready_r, ready_w, slot):
+    def child(self, master_pid, ready_r, ready_w, slot, pool):
         code = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -254,21 +316,44 @@ class Master:
             for info in list(self.workers.values()) + list(self.retiring.values()):
                 if info.ready_fd >= 0:
                     os.close(info.ready_fd)
-            if self.worker_ids is not None:
-                uid, gid = self.worker_ids
+            ids = self.pool_ids.get(pool)
+            if ids is not None:
+                uid, gid = ids
                 os.setgroups([])
                 os.setgid(gid)
                 if uid is not None:
                     os.setuid(uid)
-            code = Worker(self.config, self.sockets, master_pid, ready_w,
-                          heartbeat=(self.heartbeats, slot),
-                          metrics=(self.metrics, slot) if self.metrics is not None else None).run()
+            code = self.make_worker(pool, master_pid, ready_w, slot).run()
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+
+    def make_worker(self, pool, master_pid, ready_w, slot):
+        """In the child: the front Worker, or a process group's (listening on the group's
+        socket only); each closes the listeners that are not its own."""
+        heartbeat = (self.heartbeats, slot)
+        if pool is None:
+            for sock, _ in self.group_sockets.values():
+                sock.close()
+            return Worker(self.config, self.sockets, master_pid, ready_w, heartbeat=heartbeat,
+                          metrics=(self.metrics, slot) if self.metrics is not None else None,
+                          group_sockets={name: bind.path
+                                         for name, (_, bind) in self.group_sockets.items()})
+        from fastgw.groups import enter_group
+
+        for sock, _ in self.sockets:
+            sock.close()
+        mine = self.group_sockets[pool]
+        for sock, _ in self.group_sockets.values():
+            if sock is not mine[0]:
+                sock.close()
+        group = next(g for g in self.config.groups if g.name == pool)
+        enter_group(group)
+        return Worker(self.config.group_config(group), [mine], master_pid, ready_w,
+                      heartbeat=heartbeat, group_auth=self.config.group_auth(pool))
 
     def wait_ready(self, infos):
         """Wait until every worker in `infos` imported the app: True, or False if one failed."""
@@ -291,7 +376,8 @@ class Master:
                     self.forget(info)
                     if not self.stopping:
                         if os.waitstatus_to_exitcode(status) == BOOT_ERROR:
-                            log.error("the application could not be loaded (error above)")
+                            log.error("the application%s could not be loaded (error above)",
+                                      f" of process group {info.pool!r}" if info.pool else "")
                         else:
                             log.error("a new worker exited (%s) before it was ready",
                                       describe_status(status))
@@ -308,7 +394,19 @@ class Master:
             self.deferred = []
 
     def boot_first_worker(self):
-        """Fork one worker and wait until it has imported the app; False if it could not."""
+        """Fork one worker (first each process group's) and wait until it has imported the
+        app; False if it could not."""
+        for group in self.config.groups:
+            if not self.wait_ready([self.spawn(ready=True, pool=group.name)]):
+                if self.stopping:
+                    log.info("Shutting down: stopped before process group %r was ready",
+                             group.name)
+                else:
+                    log.error("stopping: process group %r could not start; fix it and start "
+                              "again", group.name)
+                return False
+            for _ in range(group.processes - 1):
+                self.spawn(pool=group.name)
         if not self.wait_ready([self.spawn(ready=True)]):
             if self.stopping:
                 log.info("Shutting down: stopped before the first worker was ready")
@@ -335,6 +433,10 @@ class Master:
             if self.draining and not self.stopping and time.monotonic() >= self.drain_deadline:
                 self.begin_stop("drain window over")
             if self.stopping:
+                if not self.groups_stopping and not any(
+                        info.pool is None for info in self.all_workers()):
+                    self.groups_stopping = True
+                    self.kill_all(signal.SIGTERM)
                 if not self.workers and not self.retiring:
                     log.info("Shutting down: all workers stopped")
                     return self.exit_code
@@ -393,7 +495,8 @@ class Master:
         log.info("%s: stopping gracefully (up to %g s)", why, self.config.graceful_timeout)
         self.stopping = True
         self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 1.0
-        self.kill_all(signal.SIGTERM)
+        # Process groups are stopped once the front workers are gone (see supervise).
+        self.kill_all(signal.SIGTERM, front_only=True)
         # No more workers will be forked: the master's copies of the listeners go now, so
         # a listener is closed (new connections refused, or sent to the other sockets of
         # a --reuse-port group) as soon as the workers have taken what is queued on it.
@@ -403,8 +506,10 @@ class Master:
     def resize(self, count):
         log.info("workers: %d -> %d", self.config.workers, count)
         self.config = dataclasses.replace(self.config, workers=count)
-        while len(self.workers) > count:
-            self.retire(min(self.workers.values(), key=lambda info: info.started))
+        front = [info for info in self.workers.values() if info.pool is None]
+        front.sort(key=lambda info: info.started)
+        for info in front[:max(0, len(front) - count)]:
+            self.retire(info)
 
     def retire(self, info):
         self.workers.pop(info.pid, None)
@@ -430,12 +535,20 @@ class Master:
                             ", ".join(b.describe() for b in self.config.binds))
                 config = dataclasses.replace(config, binds=self.config.binds)
         old_config, old = self.config, list(self.workers.values())
+        try:
+            self.open_group_sockets(config.groups)
+        except OSError as e:
+            log.error("reload failed: cannot open a process group's socket: %s", e)
+            return
         self.config = config
         self.workers = {}
-        new = [self.spawn(ready=True) for _ in range(config.workers)]
+        new = [self.spawn(ready=True, pool=group.name)
+               for group in config.groups for _ in range(group.processes)]
+        new += [self.spawn(ready=True) for _ in range(config.workers)]
         if self.wait_ready(new):
             for info in old:
                 self.retire(info)
+            self.close_unused_group_sockets()
             log.info("reload done: %d new worker(s), %d retiring", len(new), len(old))
             return
         for info in list(self.workers.values()):
@@ -443,6 +556,7 @@ class Master:
             self.kill_worker(info, signal.SIGKILL)
         self.config = old_config
         self.workers.update({info.pid: info for info in old})
+        self.close_unused_group_sockets()
         if not self.stopping:
             log.error("reload failed: the new workers could not start; the old workers keep serving")
 
@@ -468,7 +582,7 @@ class Master:
     def forget(self, info):
         self.workers.pop(info.pid, None)
         self.retiring.pop(info.pid, None)
-        if self.metrics is not None:
+        if self.metrics is not None and info.pool is None:
             self.metrics.release(info.slot)
         self.heartbeats.give_back(info.slot)
 
@@ -478,12 +592,14 @@ class Master:
             log.info("worker %d exited to be replaced", info.pid)
             return
         if code == BOOT_ERROR and not booted and not self.config.reload:
-            log.error("worker %d could not load the application (error above); stopping",
-                      info.pid)
+            log.error("worker %d%s could not load the application (error above); stopping",
+                      info.pid, f" of process group {info.pool!r}" if info.pool else "")
             self.exit_code = 1
             self.begin_stop("boot failure")
             return
-        log.warning("worker %d exited (%s); starting another", info.pid, describe_status(status))
+        log.warning("worker %d%s exited (%s); starting another", info.pid,
+                    f" of process group {info.pool!r}" if info.pool else "",
+                    describe_status(status))
         if not booted or time.monotonic() - info.started < RESPAWN_DELAY:
             self.next_spawn = time.monotonic() + RESPAWN_DELAY
 
@@ -496,7 +612,7 @@ class Master:
         timeout = self.config.timeout
         if not timeout:
             return
-        for info in list(self.workers.values()) + list(self.retiring.values()):
+        for info in self.all_workers():
             beat = self.heartbeats.read(info.slot)
             if info.timed_out_at:
                 if now - info.timed_out_at > STACK_DUMP_GRACE:
@@ -511,8 +627,15 @@ class Master:
 
     def maintain(self):
         """Respawn workers that died (after a pause if they die young)."""
-        while len(self.workers) < self.config.workers and time.monotonic() >= self.next_spawn:
-            self.spawn()
+        wanted = {None: self.config.workers}
+        wanted.update((group.name, group.processes) for group in self.config.groups)
+        running = dict.fromkeys(wanted, 0)
+        for info in self.workers.values():
+            running[info.pool] = running.get(info.pool, 0) + 1
+        for pool, count in wanted.items():
+            while running[pool] < count and time.monotonic() >= self.next_spawn:
+                self.spawn(pool=pool)
+                running[pool] += 1
 
     def kill_worker(self, info, signum):
         try:
@@ -520,9 +643,29 @@ class Master:
         except ProcessLookupError:
             pass
 
-    def kill_all(self, signum):
-        for info in list(self.workers.values()) + list(self.retiring.values()):
-            self.kill_worker(info, signum)
+    def all_workers(self):
+        return list(self.workers.values()) + list(self.retiring.values())
+
+    def kill_all(self, signum, front_only=False):
+        for info in self.all_workers():
+            if not front_only or info.pool is None:
+                self.kill_worker(info, signum)
+
+
+def lookup_ids(user, group, user_where, group_where):
+    """(uid or None, gid) of a user and/or group name."""
+    import grp
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user) if user else None
+    except KeyError:
+        raise ConfigError(f"{user_where} {user!r}: no such user") from None
+    try:
+        gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+    except KeyError:
+        raise ConfigError(f"{group_where} {group!r}: no such group") from None
+    return (entry.pw_uid if entry else None, gid)
 
 
 def describe_status(status):

@@ -114,10 +114,11 @@ def not_found(req, resp):
 
 
 def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=False,
-                 server_timeout=0.0):
+                 server_timeout=0.0, group_sockets=None):
     """The Router of a worker: `mounts` from the Config, `apps` maps app specs to the
     loaded WSGI callables (each loaded once, even if mounted twice). `server_timeout`
-    (--timeout) sets the default timeout of cgi/fastcgi/scgi mounts."""
+    (--timeout) sets the default timeout of cgi/fastcgi/scgi mounts. `group_sockets` maps
+    a process group's name to its socket, for mounts and auth hooks run in a group."""
     from fastgw.static import StaticFiles
     from fastgw.wsgi import WsgiHandler
 
@@ -128,6 +129,10 @@ def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=
         if mount.kind in GATEWAYS:
             handler = gateway_handler(mount, server_timeout)
             gateways.append(handler)
+        elif mount.kind == "group":
+            from fastgw.upstream import GroupForwarder
+            handler = GroupForwarder(mount.group, group_sockets[mount.group],
+                                     mount.gateway_timeout(server_timeout))
         elif mount.kind == "app":
             handler = handlers.get(mount.app)
             if handler is None:
@@ -137,7 +142,10 @@ def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=
             handler = StaticFiles.from_mount(mount)
         if mount.auth is not None:
             from fastgw.auth import AuthGate
-            handler = AuthGate(handler, mount.auth, mount.source or f"mount {mount.path!r}")
+            group = mount.auth.group
+            handler = AuthGate(handler, mount.auth, mount.source or f"mount {mount.path!r}",
+                               group_socket=group_sockets[group] if group else None,
+                               prefix=mount.wire_path)
         routes.append((mount.wire_path, handler, mount.kind == "file"))
     router = Router(routes, access_log)
     for handler in gateways:

@@ -276,6 +276,19 @@ class FastCgiUpstream(Upstream):
                     sock.close()
 
 
+class GroupForwarder(FastCgiUpstream):
+    """An app mount served by a process group (fastgw.groups): the request goes to the
+    group's socket with its whole path in PATH_INFO, and the group's router splits it
+    again, so the application sees the SCRIPT_NAME and PATH_INFO it would in-process."""
+
+    def __init__(self, group, path, timeout):
+        super().__init__("unix:" + path, timeout=timeout, where=f"process group {group!r}")
+        self.what = f"process group {group!r}"
+
+    def locate(self, req):
+        return "", req.script_name + req.path, {}, None
+
+
 class FcgiReader:
     """Records from the upstream: STDOUT to the response, STDERR to the log, END_REQUEST."""
 

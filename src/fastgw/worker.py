@@ -28,6 +28,8 @@ log = logging.getLogger("fastgw.error")
 BOOT_ERROR = 3
 # Application threads a worker runs at least when it has cgi/fastcgi/scgi mounts.
 GATEWAY_MIN_THREADS = 4
+# A front worker's threads for forwarding to process groups, at most.
+MAX_FORWARD_THREADS = 64
 # On SIGTERM a worker goes on accepting while connections wait in the listen backlog
 # (closing the listeners would drop them), for at most this long.
 BACKLOG_GRACE = 2.0
@@ -41,9 +43,27 @@ PROTOCOLS = {
 }
 
 
+def front_threads(config):
+    """Application threads of a worker: --threads, and enough to wait on back ends (CGI
+    scripts, upstreams, process groups), which never block the loop thread."""
+    threads = config.threads
+    if any(mount.kind in GATEWAY_KINDS or mount.kind == "group" for mount in config.mounts):
+        threads = max(GATEWAY_MIN_THREADS, threads)
+    if config.groups:
+        # Room for every group thread to be busy at once, shared among the front workers.
+        capacity = sum(g.processes * g.threads for g in config.groups)
+        threads = max(threads, min(MAX_FORWARD_THREADS, -(-capacity // config.workers)))
+    return threads
+
+
 class Worker:
-    def __init__(self, config, sockets, master_pid, ready_fd=None, heartbeat=None, metrics=None):
+    def __init__(self, config, sockets, master_pid, ready_fd=None, heartbeat=None, metrics=None,
+                 group_sockets=None, group_auth=None):
         self.config = config
+        # In a process group's worker: {mount prefix: AuthConfig} of the hooks it runs.
+        self.group_auth = group_auth or {}
+        # Process group name -> its UNIX socket path (mounts and auth hooks forwarded there).
+        self.group_sockets = group_sockets or {}
         self.metrics_slot = metrics  # (MetricsPage, slot) with --metrics
         self.metrics = None
         self.stop_asked = None
@@ -81,12 +101,10 @@ class Worker:
             AccessLog(self.config.access_log, self.config.access_log_format)
             if self.config.access_log else None)
         config = self.config
-        threads = config.threads
-        if any(mount.kind in GATEWAY_KINDS for mount in config.mounts):
-            # CGI scripts and upstreams are waited for: never on the loop thread.
-            threads = max(GATEWAY_MIN_THREADS, threads)
+        threads = front_threads(config)
         router = build_router(config.mounts, apps, multiprocess=config.workers > 1,
-                              multithread=threads > 1, server_timeout=config.timeout)
+                              multithread=threads > 1, server_timeout=config.timeout,
+                              group_sockets=self.group_sockets)
         if self.metrics_slot is not None:
             page, slot = self.metrics_slot
             self.metrics = page.worker_view(slot, config.mounts, threaded=threads > 1)
@@ -94,6 +112,9 @@ class Worker:
             router, trusted=TrustedProxies.from_config(config.forwarded_allow_ips),
             request_ids=RequestIds() if config.request_id else None, metrics=self.metrics,
             access_log=access_log)
+        if config.serving_group is not None:
+            from fastgw.groups import GroupService
+            handler = GroupService(handler, self.group_auth)
         settings = HttpSettings(
             request_line=config.limit_request_line, field_size=config.limit_request_field_size,
             fields=config.limit_request_fields, head=config.limit_request_head,
