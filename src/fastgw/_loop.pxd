@@ -89,6 +89,8 @@ cdef class Connection(Handle):
     cdef bint hup
     cdef bint owned
     cdef bint close_requested
+    # TCP_NODELAY is on (set lazily: a response sent in one write does not need it).
+    cdef bint nodelay
     cdef double last_active
 
     cdef void read_ready(self) except *
@@ -97,6 +99,7 @@ cdef class Connection(Handle):
     cdef void queue(self, bytes data)
     cdef int flush(self, int flags) except -1
     cdef void flush_blocking(self, int flags) except *
+    cdef void set_nodelay(self)
     cdef void wait(self, short events) except *
     cdef void sendfile_blocking(self, int infd, off_t offset, Py_ssize_t count) except *
     cdef bint hand_to_thread(self, object job) except -1

@@ -127,6 +127,8 @@ cdef enum:
     MAX_IOV = 64
     READ_BUFFER_SIZE = 16384
     ACCEPT_BATCH = 64
+    # Connections whose first request is answered during one accept batch, at most.
+    ACCEPT_SERVE_BATCH = 16
 
 # After a response that closes the connection, how long to read and discard what
 # the client still sends, so the kernel does not answer it with a reset.
@@ -443,7 +445,9 @@ cdef class Listener(Handle):
     cdef void on_event(self, uint32_t events) except *:
         cdef sockaddr_storage addr
         cdef socklen_t addrlen
-        cdef int cfd, one = 1
+        cdef int cfd
+        cdef int inline = 0
+        cdef unsigned long long served
         cdef Connection conn
         cdef int i
         for i in range(ACCEPT_BATCH):
@@ -465,10 +469,9 @@ cdef class Listener(Handle):
                     log.error("cannot accept a connection: too many open files (raise `ulimit -n`)")
                     return
                 PyErr_SetFromErrno(OSError)
-            if self.tcp:
-                setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
             conn = Connection.__new__(Connection)
             conn.fd = cfd
+            conn.nodelay = not self.tcp
             conn.loop = self.loop
             conn.peer = peer_address(&addr)
             conn.sockname = self.sockname
@@ -483,7 +486,23 @@ cdef class Listener(Handle):
             conn.protocol = self.protocol_factory(conn)
             conn.protocol.conn = conn
             self.loop.conns[cfd] = conn
-            self.loop.register(conn, False)
+            # Read before registering: under load the request is usually there already,
+            # and a connection answered and closed at once (Connection: close) then costs
+            # no epoll_ctl. Registering later loses nothing: an edge-triggered ADD reports
+            # data that arrived in between.
+            conn.readable = True
+            served = self.loop.requests
+            try:
+                conn.read_ready()
+            except Exception:
+                log.exception("internal error on a connection; closing it")
+                conn.close()
+            if not conn.closed:
+                self.loop.register(conn, False)
+            if self.loop.requests != served:
+                inline += 1
+                if inline >= ACCEPT_SERVE_BATCH:
+                    return  # the other connections' events first; the listener stays ready
 
 
 cdef class Connection(Handle):
@@ -613,6 +632,11 @@ cdef class Connection(Handle):
             self.out.append(data)
             self.out_bytes += n
 
+    cdef void set_nodelay(self):
+        cdef int one = 1
+        setsockopt(self.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+        self.nodelay = True
+
     cdef int flush(self, int flags) except -1:
         """Send queued bytes without blocking: 1 when all are out, 0 when the socket is full."""
         cdef iovec iov[MAX_IOV]
@@ -621,6 +645,10 @@ cdef class Connection(Handle):
         cdef list out = self.out
         cdef Py_ssize_t total = len(out)
         cdef bytes item
+        if not self.nodelay and not self.protocol.finished:
+            # Part of a response goes out and more follows (a stream, sendfile after the
+            # head): Nagle's algorithm would hold a small tail back for the client's ACK.
+            self.set_nodelay()
         while self.out_index < total:
             count = 0
             i = self.out_index
@@ -892,7 +920,9 @@ cdef class Loop:
 
     cdef void forget(self, Connection conn):
         self.conns.pop(conn.fd, None)
-        if self.accept_paused and len(self.conns) < max(1, self.max_connections * 9 // 10):
+        # Resume with a tenth of the cap free (at least one slot), so that accepting is
+        # not switched off and on for every connection at the boundary.
+        if self.accept_paused and len(self.conns) <= self.max_connections - max(1, self.max_connections // 10):
             self.pause_accepting(False)
         # Keep the object alive until the current batch of events is dispatched:
         # a later event of the batch may still point at it.
