@@ -358,9 +358,8 @@ class FileCache:
         entries = self.entries
         while entries and self.size + entry.cost > self.limit:
             self.size -= entries.pop(next(iter(entries))).cost
-        if entry.cost <= self.limit:
-            entries[key] = entry
-            self.size += entry.cost
+        entries[key] = entry
+        self.size += entry.cost
 
 
 # --------------------------------------------------------------------------
