@@ -18,6 +18,7 @@ import errno
 import json
 import logging
 import mimetypes
+import operator
 import os
 import re
 import stat
@@ -314,10 +315,9 @@ def target_path(target):
 # the cache of small files
 
 
-def file_stamp(st):
-    """What must not change for a cached copy to stay valid. Writing, truncating, renaming
-    over, chmod and touch all set the ctime, which no user can set back."""
-    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+# What must not change for a cached copy to stay valid, from a stat result. Writing,
+# truncating, renaming over, chmod and touch all set the ctime, which no user can set back.
+file_stamp = operator.attrgetter("st_ino", "st_dev", "st_size", "st_mtime_ns", "st_ctime_ns")
 
 
 class CachedFile:
@@ -512,7 +512,9 @@ class StaticFiles:
         if self.manifest is not None and (
                 self.manifest.cache_control(path[len(self.root) + 1:]) != entry.cache_control):
             return False  # a new manifest: the entry is made again with the new header
-        status = check_preconditions(want, entry.etag, entry.last_modified, entry.mtime)
+        status = 0
+        if want:
+            status = check_preconditions(want, entry.etag, entry.last_modified, entry.mtime)
         if status == 304:
             resp.send_head("304 Not Modified", entry.not_modified, -1, False)
             resp.finish()
