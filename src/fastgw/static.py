@@ -22,6 +22,7 @@ import operator
 import os
 import re
 import stat
+import threading
 import time
 
 from fastgw.config import fs_bytes
@@ -336,6 +337,8 @@ class FileCache:
         self.entries = {}
         self.size = 0
         self.limit = limit
+        # With --threads handlers run in several threads; hits only read, changes lock.
+        self.lock = threading.Lock()
 
     def get(self, key):
         """The entry of `key` if its file is unchanged; a stale one is dropped."""
@@ -348,18 +351,22 @@ class FileCache:
             st = None
         if st is not None and file_stamp(st) == entry.stamp:
             return entry
-        self.size -= self.entries.pop(key).cost
+        with self.lock:
+            if self.entries.get(key) is entry:  # not already replaced by another thread
+                del self.entries[key]
+                self.size -= entry.cost
         return None
 
     def put(self, key, entry):
-        old = self.entries.pop(key, None)
-        if old is not None:
-            self.size -= old.cost
-        entries = self.entries
-        while entries and self.size + entry.cost > self.limit:
-            self.size -= entries.pop(next(iter(entries))).cost
-        entries[key] = entry
-        self.size += entry.cost
+        with self.lock:
+            entries = self.entries
+            old = entries.pop(key, None)
+            if old is not None:
+                self.size -= old.cost
+            while entries and self.size + entry.cost > self.limit:
+                self.size -= entries.pop(next(iter(entries))).cost
+            entries[key] = entry
+            self.size += entry.cost
 
 
 # --------------------------------------------------------------------------
@@ -410,7 +417,8 @@ class StaticFiles:
                 if type(path) is int:
                     return self.error(resp, path)
             want = wanted_headers(req.headers)
-            if self.send_cached(resp, path, want):
+            accept = want.pop("accept-encoding", None)
+            if self.send_cached(resp, path, want, accept):
                 return
             fd = self.open(path, check=not self.single_file)
             if fd < 0:
@@ -432,7 +440,6 @@ class StaticFiles:
                 return self.error(resp, 404)
             coding = None
             file = path
-            accept = want.get("accept-encoding")
             if self.precompressed and accept is not None:
                 for coding, suffix in precompressed_codings(accept):
                     variant = self.open(path + suffix, check=not self.single_file)
@@ -491,13 +498,12 @@ class StaticFiles:
                 path += "/"
         return self.root + path.encode("latin-1")
 
-    def send_cached(self, resp, path, want):
+    def send_cached(self, resp, path, want, accept):
         """Answer from the cache when it holds the file unchanged; False: nothing was sent.
         Ranges and directories (index files) always take the long way."""
         if "range" in want or path.endswith(b"/"):
             return False
         coding = None
-        accept = want.get("accept-encoding")
         if self.precompressed and accept is not None:
             for coding, suffix in precompressed_codings(accept):
                 # A variant that exists but cannot be served has no entry: the long way
