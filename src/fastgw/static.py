@@ -54,9 +54,10 @@ CACHE_FILE_LIMIT = 64 * 1024
 CACHE_LIMIT = 8 * 1024 * 1024
 # What an entry costs beyond its body (headers, stamp, key), for the bound.
 ENTRY_OVERHEAD = 1024
-# A file changed less than this long ago is not cached: some file systems keep times
-# in whole seconds (FAT in two), and a second change within the same tick would not
-# change the stamp. Two seconds later any change makes a newer ctime.
+# A file changed less than this long ago is not cached: file times come from a coarse
+# clock (a kernel tick; whole seconds on some file systems, two on FAT), and a second
+# change within the same tick would leave the stamp as it was. Once a file is this
+# old, any change gives it a newer ctime.
 SETTLED_NS = 2_000_000_000
 
 # --------------------------------------------------------------------------
