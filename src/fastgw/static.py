@@ -8,15 +8,21 @@ non-ASCII names work in any locale. A file is opened once (O_NONBLOCK, so a FIFO
 cannot hang the worker) and everything after that uses the descriptor: fstat for
 ETag and Last-Modified, /proc/self/fd to see where symlinks really led, sendfile(2)
 for the body. Conditional requests follow RFC 9110 section 13.2.2, ranges section 14.
+
+Small files are also kept in memory with their response headers (FileCache): a
+request for one costs a stat(2) to see that it is unchanged and one write of head
+and body together, instead of open, fstat, write, sendfile and close.
 """
 import email.utils
 import errno
 import json
 import logging
 import mimetypes
+import operator
 import os
 import re
 import stat
+import threading
 import time
 
 from fastgw.config import fs_bytes
@@ -43,6 +49,16 @@ STATUS_LINES = {
 }
 _NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG,
                                errno.ENXIO, errno.ENODEV})
+# Files up to CACHE_FILE_LIMIT bytes are cached, CACHE_LIMIT bytes in all per mount and worker.
+CACHE_FILE_LIMIT = 64 * 1024
+CACHE_LIMIT = 8 * 1024 * 1024
+# What an entry costs beyond its body (headers, stamp, key), for the bound.
+ENTRY_OVERHEAD = 1024
+# A file changed less than this long ago is not cached: file times come from a coarse
+# clock (a kernel tick; whole seconds on some file systems, two on FAT), and a second
+# change within the same tick would leave the stamp as it was. Once a file is this
+# old, any change gives it a newer ctime.
+SETTLED_NS = 2_000_000_000
 
 # --------------------------------------------------------------------------
 # Content-Type
@@ -221,6 +237,68 @@ def accepted_encodings(header):
     return [enc for enc in ENCODINGS if q.get(enc[0], star) > 0]
 
 
+_codings = {}
+
+
+def precompressed_codings(accept):
+    """accepted_encodings() of an Accept-Encoding value that can name one, remembered:
+    browsers send a handful of distinct values, each many times."""
+    found = _codings.get(accept)
+    if found is None:
+        found = (accepted_encodings(accept)
+                 if "br" in accept or "gzip" in accept or "*" in accept else ())
+        if len(_codings) < 256:
+            _codings[accept] = found
+    return found
+
+
+def wanted_headers(headers):
+    """The request headers this handler reads, by lower-case name (repeated ones joined)."""
+    want = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in WANTED:
+            want[lower] = want[lower] + ", " + value if lower in want else value
+    return want
+
+
+def check_preconditions(want, etag, last_modified, mtime):
+    """0 to go on, 304 (not modified) or 412 (precondition failed); RFC 9110 13.2.2.
+    `mtime`: the file's modification time in whole seconds."""
+    if_match = want.get("if-match")
+    if if_match is not None:
+        if not etag_matches(if_match, etag, weak=False):
+            return 412
+    else:
+        since = want.get("if-unmodified-since")
+        if since is not None:
+            date = parse_http_date(since)
+            if date is not None and mtime > date:
+                return 412
+    if_none_match = want.get("if-none-match")
+    if if_none_match is not None:
+        return 304 if etag_matches(if_none_match, etag, weak=True) else 0
+    since = want.get("if-modified-since")
+    if since is not None:
+        if since == last_modified:
+            return 304
+        date = parse_http_date(since)
+        if date is not None and mtime <= date:
+            return 304
+    return 0
+
+
+def if_range_holds(value, etag, last_modified, mtime):
+    value = value.strip()
+    if value.startswith('"'):
+        return value == etag
+    if value.startswith("W/"):
+        return False  # a weak validator never allows a range
+    if value == last_modified:
+        return True
+    return parse_http_date(value) == mtime
+
+
 def target_path(target):
     """The still-encoded path part of a request-target (origin or absolute form)."""
     if not target.startswith("/"):
@@ -233,6 +311,63 @@ def target_path(target):
         target = target[slash:]
     query = target.find("?")
     return target if query < 0 else target[:query]
+
+
+# --------------------------------------------------------------------------
+# the cache of small files
+
+
+# What must not change for a cached copy to stay valid, from a stat result. Writing,
+# truncating, renaming over, chmod and touch all set the ctime, which no user can set back.
+file_stamp = operator.attrgetter("st_ino", "st_dev", "st_size", "st_mtime_ns", "st_ctime_ns")
+
+
+class CachedFile:
+    """A small file's bytes and the headers of its 200 and 304 answers, as of `stamp`."""
+
+    __slots__ = ("file", "stamp", "body", "headers", "not_modified", "etag", "last_modified",
+                 "mtime", "cache_control", "cost")
+
+
+class FileCache:
+    """Small files by (path, content coding), bounded in total bytes: the oldest entries
+    go first. An entry is used only while stat() of its file gives the stamp it was read
+    with, so a changed, replaced or deleted file is never answered from memory."""
+
+    def __init__(self, limit=CACHE_LIMIT):
+        self.entries = {}
+        self.size = 0
+        self.limit = limit
+        # With --threads handlers run in several threads; hits only read, changes lock.
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        """The entry of `key` if its file is unchanged; a stale one is dropped."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        try:
+            st = os.stat(entry.file)
+        except OSError:
+            st = None
+        if st is not None and file_stamp(st) == entry.stamp:
+            return entry
+        with self.lock:
+            if self.entries.get(key) is entry:  # not already replaced by another thread
+                del self.entries[key]
+                self.size -= entry.cost
+        return None
+
+    def put(self, key, entry):
+        with self.lock:
+            entries = self.entries
+            old = entries.pop(key, None)
+            if old is not None:
+                self.size -= old.cost
+            while entries and self.size + entry.cost > self.limit:
+                self.size -= entries.pop(next(iter(entries))).cost
+            entries[key] = entry
+            self.size += entry.cost
 
 
 # --------------------------------------------------------------------------
@@ -254,6 +389,7 @@ class StaticFiles:
         self.dotfiles = dotfiles
         self.follow_symlinks = follow_symlinks
         self.inside = set()
+        self.cache = FileCache()
         self.precompressed = precompressed
         if single_file:
             self.root_type = content_type(self.root)
@@ -277,12 +413,15 @@ class StaticFiles:
                 if req.path:
                     return self.error(resp, 404)
                 path = self.root
-                fd = self.open(path, check=False)
             else:
                 path = self.resolve(req)
                 if type(path) is int:
                     return self.error(resp, path)
-                fd = self.open(path)
+            want = wanted_headers(req.headers)
+            accept = want.pop("accept-encoding", None)
+            if self.send_cached(resp, path, want, accept):
+                return
+            fd = self.open(path, check=not self.single_file)
             if fd < 0:
                 return self.error(resp, -fd)
             st = os.fstat(fd)
@@ -300,16 +439,10 @@ class StaticFiles:
                 st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or path.endswith(b"/"):
                 return self.error(resp, 404)
-            want = {}
-            for name, value in req.headers:
-                lower = name.lower()
-                if lower in WANTED:
-                    want[lower] = want[lower] + ", " + value if lower in want else value
             coding = None
-            accept = want.get("accept-encoding")
-            if self.precompressed and accept is not None and (
-                    "br" in accept or "gzip" in accept or "*" in accept):
-                for coding, suffix in accepted_encodings(accept):
+            file = path
+            if self.precompressed and accept is not None:
+                for coding, suffix in precompressed_codings(accept):
                     variant = self.open(path + suffix, check=not self.single_file)
                     if variant < 0:
                         continue
@@ -320,11 +453,12 @@ class StaticFiles:
                     if vst is not None and stat.S_ISREG(vst.st_mode):
                         old, fd, st = fd, variant, vst
                         os.close(old)
+                        file = path + suffix
                         break
                     os.close(variant)
                 else:
                     coding = None
-            self.send(resp, path, fd, st, want, coding)
+            self.send(resp, path, file, fd, st, want, coding)
         except ClientDisconnected as e:
             log.info("client %s went away during a static file: %s", req.peer, e)
             resp.abort()
@@ -339,29 +473,64 @@ class StaticFiles:
                 os.close(fd)
 
     def resolve(self, req):
-        """The file system path (bytes) for the request, or the status that refuses it."""
-        raw = req.path.encode("latin-1")
-        if raw and raw[:1] != b"/":
+        """The file system path (bytes) for the request, or the status that refuses it.
+        The checks work on the str (latin-1: one character per byte): `in` on a str is
+        several times cheaper than on bytes."""
+        path = req.path
+        if path and path[0] != "/":
             return 400
-        if b"\0" in raw or b"\\" in raw:
+        if "\0" in path or "\\" in path:
             return 400
         if "%" in req.target:
             encoded = target_path(req.target).lower()
             if "%2f" in encoded:
                 return 404  # like Apache's AllowEncodedSlashes Off
-        if b"/." in raw:
-            for segment in raw.split(b"/"):
-                if segment[:1] == b".":
-                    if segment == b"." or segment == b"..":
+        if "/." in path:
+            for segment in path.split("/"):
+                if segment[:1] == ".":
+                    if segment == "." or segment == "..":
                         return 400
                     if not self.dotfiles:
                         return 404
-        if b"//" in raw:
-            trailing = raw.endswith(b"/")
-            raw = b"/" + b"/".join(s for s in raw.split(b"/") if s)
-            if trailing and raw != b"/":
-                raw += b"/"
-        return self.root + raw
+        if "//" in path:
+            trailing = path.endswith("/")
+            path = "/" + "/".join(s for s in path.split("/") if s)
+            if trailing and path != "/":
+                path += "/"
+        return self.root + path.encode("latin-1")
+
+    def send_cached(self, resp, path, want, accept):
+        """Answer from the cache when it holds the file unchanged; False: nothing was sent.
+        Ranges and directories (index files) always take the long way."""
+        if "range" in want or path.endswith(b"/"):
+            return False
+        coding = None
+        if self.precompressed and accept is not None:
+            for coding, suffix in precompressed_codings(accept):
+                # A variant that exists but cannot be served has no entry: the long way
+                # finds the next one, as it always does.
+                if os.access(path + suffix, os.F_OK):
+                    break
+            else:
+                coding = None
+        entry = self.cache.get((path, coding))
+        if entry is None:
+            return False
+        if self.manifest is not None and (
+                self.manifest.cache_control(path[len(self.root) + 1:]) != entry.cache_control):
+            return False  # a new manifest: the entry is made again with the new header
+        status = 0
+        if want:
+            status = check_preconditions(want, entry.etag, entry.last_modified, entry.mtime)
+        if status == 304:
+            resp.send_head("304 Not Modified", entry.not_modified, -1, False)
+            resp.finish()
+        elif status:
+            self.error(resp, status)
+        else:
+            resp.send_head("200 OK", entry.headers, len(entry.body), False)
+            resp.finish(entry.body)
+        return True
 
     def open(self, path, check=True):
         """A descriptor (>= 0) of `path`, or minus the status to answer (-404, -403)."""
@@ -397,8 +566,9 @@ class StaticFiles:
             self.inside.add(key)
         return inside
 
-    def send(self, resp, path, fd, st, want, coding):
-        """Answer with the open regular file (or its `coding` variant): 200, 206, 304, 412, 416."""
+    def send(self, resp, path, file, fd, st, want, coding):
+        """Answer with the open regular file `file` (`path` or its `coding` variant):
+        200, 206, 304, 412, 416."""
         headers = [("Content-Type", self.root_type if self.single_file else content_type(path))]
         if coding is not None:
             headers.append(("Content-Encoding", coding))
@@ -406,14 +576,16 @@ class StaticFiles:
             headers.append(("Vary", "Accept-Encoding"))
         etag = make_etag(st)
         last_modified = http_date(st.st_mtime)
+        mtime = int(st.st_mtime)
         headers.append(("ETag", etag))
         headers.append(("Last-Modified", last_modified))
-        if self.cache_control:
-            headers.append(("Cache-Control", self.cache_control))
-        elif self.manifest is not None:
-            headers.append(("Cache-Control", self.manifest.cache_control(path[len(self.root) + 1:])))
+        cache_control = self.cache_control
+        if self.manifest is not None:
+            cache_control = self.manifest.cache_control(path[len(self.root) + 1:])
+        if cache_control:
+            headers.append(("Cache-Control", cache_control))
 
-        status = self.check_preconditions(want, etag, last_modified, st)
+        status = check_preconditions(want, etag, last_modified, mtime)
         if status == 304:
             resp.send_head("304 Not Modified", [h for h in headers if h[0] != "Content-Type"],
                            -1, False)
@@ -428,9 +600,12 @@ class StaticFiles:
         header = want.get("range")
         if header is not None:
             if_range = want.get("if-range")
-            if if_range is None or self.if_range_holds(if_range, etag, last_modified, st):
+            if if_range is None or if_range_holds(if_range, etag, last_modified, mtime):
                 ranges = parse_ranges(header, size)
         if ranges is None:
+            if size <= CACHE_FILE_LIMIT and time.time_ns() - st.st_ctime_ns >= SETTLED_NS:
+                self.remember((path, coding), file, fd, st, headers, etag, last_modified,
+                              cache_control)
             resp.send_head("200 OK", headers, size, False)
             resp.send_file(fd, 0, size)
             resp.finish()
@@ -445,40 +620,27 @@ class StaticFiles:
         else:
             self.send_multipart(resp, fd, headers, ranges, size)
 
-    def check_preconditions(self, want, etag, last_modified, st):
-        """0 to go on, 304 (not modified) or 412 (precondition failed); RFC 9110 13.2.2."""
-        if_match = want.get("if-match")
-        if if_match is not None:
-            if not etag_matches(if_match, etag, weak=False):
-                return 412
-        else:
-            since = want.get("if-unmodified-since")
-            if since is not None:
-                date = parse_http_date(since)
-                if date is not None and int(st.st_mtime) > date:
-                    return 412
-        if_none_match = want.get("if-none-match")
-        if if_none_match is not None:
-            return 304 if etag_matches(if_none_match, etag, weak=True) else 0
-        since = want.get("if-modified-since")
-        if since is not None:
-            if since == last_modified:
-                return 304
-            date = parse_http_date(since)
-            if date is not None and int(st.st_mtime) <= date:
-                return 304
-        return 0
-
-    @staticmethod
-    def if_range_holds(value, etag, last_modified, st):
-        value = value.strip()
-        if value.startswith('"'):
-            return value == etag
-        if value.startswith("W/"):
-            return False  # a weak validator never allows a range
-        if value == last_modified:
-            return True
-        return parse_http_date(value) == int(st.st_mtime)
+    def remember(self, key, file, fd, st, headers, etag, last_modified, cache_control):
+        """Cache a small file about to be sent whole, with its headers (never changed
+        after this: the responders copy before they add any). The stamp is from before
+        the read, so a change during it makes the next stat() differ."""
+        body = os.pread(fd, st.st_size, 0)
+        if len(body) != st.st_size:
+            return
+        entry = CachedFile()
+        entry.file = file
+        entry.stamp = file_stamp(st)
+        entry.body = body
+        entry.headers = headers
+        # The 304 of the long way: no Content-Type, and Accept-Ranges is not added yet.
+        entry.not_modified = [h for h in headers
+                              if h[0] != "Content-Type" and h[0] != "Accept-Ranges"]
+        entry.etag = etag
+        entry.last_modified = last_modified
+        entry.mtime = int(st.st_mtime)
+        entry.cache_control = cache_control
+        entry.cost = len(body) + ENTRY_OVERHEAD
+        self.cache.put(key, entry)
 
     def send_multipart(self, resp, fd, headers, ranges, size):
         """206 multipart/byteranges: part heads written, part bodies sent with sendfile."""
