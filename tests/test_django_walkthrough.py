@@ -133,9 +133,11 @@ def legacy_locale(name):
     if name == "C":
         # Python (PEP 540) turns UTF-8 mode on by itself under the C locale.
         return env
+    # The name as ASCII escapes: from argv the probe would get Latin-1 mojibake of its
+    # UTF-8 bytes, which Latin-1 encodes without complaint.
     probe = subprocess.run(
         [sys.executable, "-c", "import sys; print(sys.getfilesystemencoding()); "
-         "open(sys.argv[1], 'w')", os.path.join("/tmp", NAME)],
+         f"open({ascii(os.path.join('/tmp', NAME))}, 'w')"],
         env=dict(os.environ, **env), capture_output=True, text=True, timeout=60)
     if probe.stdout.strip() != "iso8859-1":
         message = (f"the {LATIN1} locale is not available here (filesystem encoding "

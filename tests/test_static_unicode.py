@@ -29,10 +29,11 @@ def srv(start_module_server, tmp_path_factory):
             fh.write(data)
     with open(os.path.join(accented_root, "x.txt"), "wb") as fh:
         fh.write(b"under an accented root and prefix\n")
-    # no APP: only mounts (the positional APP is optional with --static/--mount)
+    # no APP: only mounts (the positional APP is optional with --static/--mount);
+    # --keep-locale: the static files are served by their bytes, with no UTF-8 mode
     return start_module_server("--static=/media=" + root,
                                "--static", "/médias=" + accented_root,
-                               "--mount", "/info=mounts:info", env=C_LOCALE)
+                               "--mount", "/info=mounts:info", "--keep-locale", env=C_LOCALE)
 
 
 def get(srv, target, method="GET"):

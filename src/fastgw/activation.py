@@ -46,6 +46,20 @@ def passed_sockets(environ=None):
     return result
 
 
+def pass_on_passed_sockets():
+    """Before fastgw execs itself (the pid stays): the passed sockets inheritable again and
+    the variables back, so the new program finds them as the launcher left them."""
+    passed = passed_sockets()
+    for fd, _ in passed:
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass  # not open: the new program reports it, as this one would have
+    if passed:
+        os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(passed)),
+                          LISTEN_FDNAMES=":".join(name for _, name in passed))
+
+
 def default_binds():
     """What to listen on without --bind: the activated sockets, as fd://N (or none)."""
     return [f"fd://{fd}" for fd, _ in passed_sockets()]

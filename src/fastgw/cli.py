@@ -166,6 +166,10 @@ def add_serve_arguments(serve):
                             "load balancer first; enable only where nothing else can connect")
     process.add_argument("--reload", action="store_true",
                          help="development: restart workers when a source file of the app changes")
+    process.add_argument("--keep-locale", action="store_true",
+                         help="run the app processes with the file-system encoding of the "
+                              "locale even when it is not UTF-8, instead of restarting fastgw "
+                              "in Python's UTF-8 mode")
     ops = serve.add_argument_group("operations (docs/operations.md)")
     ops.add_argument("--access-log-format", metavar="FORMAT", default="combined",
                      help="combined (default), common, json (one object per line), or a "
@@ -330,12 +334,16 @@ def config_from_args(args, file_config=None):
     )
 
 
-def serve(config, reload_config=None):
+def serve(config, reload_config=None, locale_warning=None):
+    import logging
+
     from fastgw.errorlog import setup_error_log
     from fastgw.loader import prepare_import_path
     from fastgw.master import Master
 
     setup_error_log(config.log_level, config.error_log)
+    if locale_warning:
+        logging.getLogger("fastgw.error").warning(locale_warning)
     if config.chdir:
         os.chdir(config.chdir)
     os.environ.update(config.env)
@@ -440,7 +448,11 @@ def main(argv=None):
         config = config_from_args(args, file_config)
         if args.command == "check":
             return check(config, args)
-        return serve(config, config_reloader(argv))
+        from fastgw.utf8mode import restart_in_utf8_mode
+
+        # After validation: a bad configuration fails at once with its own error.
+        locale_warning = restart_in_utf8_mode(args.keep_locale)
+        return serve(config, config_reloader(argv), locale_warning)
     except (ConfigError, FastgwError) as e:
         print(f"fastgw: error: {e}", file=sys.stderr)
         return e.exit_code
