@@ -409,3 +409,57 @@ def test_docs_recipe_two_django_sites(start_server, tmp_path):
     check = run_check(config)
     assert check.returncode == 0, check.stderr
     assert "shop                 2 process(es) x 8 thread(s)" in check.stdout
+
+
+UID_APP = '''
+import json, os
+
+def application(environ, start_response):
+    body = json.dumps({"uid": os.getuid(), "gid": os.getgid()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_group_runs_as_its_own_user(start_server, tmp_path):
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    # pytest's own directories are root's alone: the group's code lives where nobody can
+    # read it.
+    site = tempfile.mkdtemp(prefix="fastgw-group-user-")
+    os.chmod(site, 0o755)
+    write_tree(site, {"uidapp.py": UID_APP})
+    os.chmod(os.path.join(site, "uidapp.py"), 0o644)
+    config = tmp_path / "fastgw.toml"
+    config.write_text(f"""
+[server]
+bind = "127.0.0.1:0"
+workers = 1
+
+[[group]]
+name = "low"
+python_path = ["{site}"]
+user = "nobody"
+
+[[mount]]
+path = "/low"
+app = "uidapp:application"
+group = "low"
+
+[[mount]]
+path = "/front"
+app = "uidapp:application"
+""")
+    try:
+        srv = start_server("", "--config", str(config), default_bind=False,
+                           default_workers=False, chdir=site)
+        srv.wait_for_workers(2)
+        low = json.loads(http_request(srv.port, "GET", "/low/").body)
+        assert (low["uid"], low["gid"]) == (nobody.pw_uid, nobody.pw_gid)
+        assert json.loads(http_request(srv.port, "GET", "/front/").body)["uid"] == 0
+        srv.stop()
+    finally:
+        shutil.rmtree(site, ignore_errors=True)

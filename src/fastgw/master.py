@@ -110,6 +110,7 @@ class Master:
     def run(self):
         """Run until stopped; return the exit status."""
         config = self.config
+        preload_handlers()
         for bind in config.binds:
             self.sockets.append((listen(bind, config.backlog, reuse_port=config.reuse_port,
                                         unix_mode=config.unix_socket_mode), bind))
@@ -316,6 +317,11 @@ class Master:
             for info in list(self.workers.values()) + list(self.retiring.values()):
                 if info.ready_fd >= 0:
                     os.close(info.ready_fd)
+            # A group's config is validated before the user switch (its directories may
+            # not be the user's to stat).
+            group_config = None
+            if pool is not None:
+                group_config = self.config.group_config(self.group(pool))
             ids = self.pool_ids.get(pool)
             if ids is not None:
                 uid, gid = ids
@@ -323,7 +329,7 @@ class Master:
                 os.setgid(gid)
                 if uid is not None:
                     os.setuid(uid)
-            code = self.make_worker(pool, master_pid, ready_w, slot).run()
+            code = self.make_worker(pool, master_pid, ready_w, slot, group_config).run()
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
         finally:
@@ -331,7 +337,10 @@ class Master:
             sys.stderr.flush()
             os._exit(code)
 
-    def make_worker(self, pool, master_pid, ready_w, slot):
+    def group(self, name):
+        return next(g for g in self.config.groups if g.name == name)
+
+    def make_worker(self, pool, master_pid, ready_w, slot, group_config=None):
         """In the child: the front Worker, or a process group's (listening on the group's
         socket only); each closes the listeners that are not its own."""
         heartbeat = (self.heartbeats, slot)
@@ -350,9 +359,8 @@ class Master:
         for sock, _ in self.group_sockets.values():
             if sock is not mine[0]:
                 sock.close()
-        group = next(g for g in self.config.groups if g.name == pool)
-        enter_group(group)
-        return Worker(self.config.group_config(group), [mine], master_pid, ready_w,
+        enter_group(self.group(pool))
+        return Worker(group_config, [mine], master_pid, ready_w,
                       heartbeat=heartbeat, group_auth=self.config.group_auth(pool))
 
     def wait_ready(self, infos):
@@ -650,6 +658,18 @@ class Master:
         for info in self.all_workers():
             if not front_only or info.pool is None:
                 self.kill_worker(info, signum)
+
+
+def preload_handlers():
+    """Import the request handlers' modules once, in the master: the workers share them
+    (copy-on-write), and a worker that switched to another user (--user, a group's
+    user) need not be able to read them."""
+    import fastgw.auth  # noqa: F401
+    import fastgw.cgi  # noqa: F401
+    import fastgw.groups  # noqa: F401
+    import fastgw.static  # noqa: F401
+    import fastgw.upstream  # noqa: F401
+    import fastgw.wsgi  # noqa: F401
 
 
 def lookup_ids(user, group, user_where, group_where):
