@@ -14,6 +14,7 @@ from fastgw.config import Config, Mount
 from fastgw.errors import ConfigError
 from fastgw.router import route_table, table_router
 from fgwtest import raw_request
+from test_auth import APP  # the app echoing REMOTE_USER, SCRIPT_NAME, PATH_INFO
 
 HOOKS = '''
 def check_password(environ, user, password):
@@ -23,15 +24,6 @@ def own_check_password(environ, user, password):
     return {"carol": "c4rol"}.get(user) == password if user == "carol" else None
 '''
 
-APP = '''
-import json
-
-def application(environ, start_response):
-    body = json.dumps({k: environ.get(k) for k in (
-        "REMOTE_USER", "AUTH_TYPE", "HTTP_AUTHORIZATION", "SCRIPT_NAME", "PATH_INFO")}).encode()
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [body]
-'''
 
 CONFIG = '''
 [server]

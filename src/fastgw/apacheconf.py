@@ -175,7 +175,6 @@ class Daemon:
     """A WSGIDaemonProcess: a [[group]]."""
 
     name: str
-    where: str
     table: dict = field(default_factory=dict)
 
     @property
@@ -294,7 +293,7 @@ class ApacheSite:
 
     def on_wsgidaemonprocess(self, d, scope):
         need(d, 1, "WSGIDaemonProcess NAME [processes=N threads=N python-path=... ...]")
-        daemon = Daemon(d.args[0], d.where)
+        daemon = Daemon(d.args[0])
         table = daemon.table
         table["name"] = daemon.name
         for key, value in options(d, 1).items():

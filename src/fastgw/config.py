@@ -183,9 +183,10 @@ class Mount:
             object.__setattr__(self, "kind", "auth")
             return
         if (self.app is None) == (self.static is None):
+            hint = "not both" if self.app else ("not neither (or only auth, to require a "
+                                                "login below the prefix)")
             raise ConfigError(f"{where}: give either an app (module:callable) or a static "
-                              f"directory or file, {'not both' if self.app else 'not neither'}"
-                              f"{'' if self.app else ' (or only auth, to require a login below the prefix)'}")
+                              f"directory or file, {hint}")
         if self.app is not None:
             from fastgw.loader import parse_app_spec
             try:
