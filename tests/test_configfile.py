@@ -393,7 +393,8 @@ def test_documented_examples_use_real_keys(doc):
         assert set(data.get("server", {})) <= set(options), block
         for mount in data.get("mount", []):
             assert set(mount) <= set(MOUNT_KEYS), mount
-            assert "path" in mount and ("app" in mount) != ("static" in mount), mount
+            auth_only = set(mount) == {"path", "auth"}
+            assert "path" in mount and (("app" in mount) != ("static" in mount) or auth_only), mount
 
 
 def test_config_reference_lists_every_key():

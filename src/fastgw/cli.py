@@ -85,6 +85,25 @@ def build_parser():
                     "Applications are not imported.")
     add_serve_arguments(check)
     parser.commands["check"] = check
+    explain = commands.add_parser(
+        "explain", help="show which mount, process group, auth rule and file serve a URL",
+        description="Show how the configuration (the same arguments as serve, usually "
+                    "--config FILE) answers URL: the mount, SCRIPT_NAME and PATH_INFO, the "
+                    "process group, the auth rule, and the file, script or upstream. "
+                    "Applications are not imported.")
+    explain.add_argument("url", metavar="URL",
+                         help="a path (/static/app.css, with a ?query if you like) or a full "
+                              "URL (http://host/x); percent-encoding is decoded as the server "
+                              "does")
+    add_serve_arguments(explain)
+    parser.commands["explain"] = explain
+    apache = commands.add_parser(
+        "import-apache", help="translate an Apache + mod_wsgi configuration into fastgw.toml",
+        description="Read the Apache directives of Django's mod_wsgi guide (WSGIScriptAlias, "
+                    "WSGIDaemonProcess, Alias, <Location> logins, ...) and print the "
+                    "equivalent fastgw.toml on stdout, with a comment for each directive "
+                    "that is not mapped one to one.")
+    apache.add_argument("file", metavar="FILE", help="the Apache configuration file")
     return parser
 
 
@@ -239,7 +258,7 @@ def parse_command_line(argv=None):
     """argv -> (parser, args, ConfigFile or None); a --config file fills in what argv leaves out."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    if args.command in (None, "import-apache"):
         return parser, args, None
     file_config = None
     if args.config:
@@ -405,15 +424,21 @@ def bind_text(bind):
     return f"{scheme}{host}:{bind.port}"
 
 
-def check(config, args):
-    """`fastgw check`: the configuration is valid; print the routing table and the settings."""
-    from fastgw.configfile import toml_value
-
+def printable_stdout():
+    """stdout, writing what the locale cannot encode as \\xNN rather than failing."""
     out = sys.stdout
     try:
         out.reconfigure(errors="backslashreplace")
     except (AttributeError, ValueError):
         pass
+    return out
+
+
+def check(config, args):
+    """`fastgw check`: the configuration is valid; print the routing table and the settings."""
+    from fastgw.configfile import toml_value
+
+    out = printable_stdout()
     where = f" ({config.config_file} and the command line)" if config.config_file else ""
     out.write(f"fastgw: configuration OK{where}\n\n")
     out.write("routing table (exact files first, then the longest prefix wins):\n")
@@ -445,9 +470,18 @@ def main(argv=None):
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
+        if args.command == "import-apache":
+            from fastgw.apacheconf import translate
+            # TOML is UTF-8 whatever the locale.
+            sys.stdout.buffer.write(translate(args.file).encode("utf-8"))
+            return 0
         config = config_from_args(args, file_config)
         if args.command == "check":
             return check(config, args)
+        if args.command == "explain":
+            from fastgw.explain import explain
+            printable_stdout().write(explain(config, args.url))
+            return 0
         from fastgw.utf8mode import restart_in_utf8_mode
 
         # After validation: a bad configuration fails at once with its own error.

@@ -138,8 +138,8 @@ class Mount:
     group: Optional[str] = None
     # "--mount '/api=api:app'" or "fastgw.toml: [[mount]] #2": where to fix a mistake.
     source: str = field(default="", compare=False)
-    # "app", "group" (an app in a process group), "dir", "file", "cgi", "fastcgi" or "scgi";
-    # worked out when the mount is validated.
+    # "app", "group" (an app in a process group), "dir", "file", "cgi", "fastcgi", "scgi"
+    # or "auth" (auth only: a login rule below the prefix); worked out when validated.
     kind: str = field(default="", init=False, compare=False)
 
     def __post_init__(self):
@@ -177,9 +177,16 @@ class Mount:
         for key in ("params", "split_path_info", "timeout"):
             if getattr(self, key) not in (None, ()):
                 raise ConfigError(f"{where}: {key} only applies to cgi, fastcgi and scgi mounts")
+        if not given and self.auth is not None:
+            # An auth-only mount: a rule guarding the URLs below `path`, whichever mount
+            # serves them (Apache's <Location> with AuthType Basic).
+            object.__setattr__(self, "kind", "auth")
+            return
         if (self.app is None) == (self.static is None):
+            hint = "not both" if self.app else ("not neither (or only auth, to require a "
+                                                "login below the prefix)")
             raise ConfigError(f"{where}: give either an app (module:callable) or a static "
-                              f"directory or file, {'not both' if self.app else 'not neither'}")
+                              f"directory or file, {hint}")
         if self.app is not None:
             from fastgw.loader import parse_app_spec
             try:
@@ -300,6 +307,9 @@ class Mount:
 
     def describe(self):
         """One line of the routing table, as `fastgw check` prints it."""
+        if self.kind == "auth":
+            return (f"{self.path:<20} auth only    {self.auth.describe()}  (guards every URL "
+                    f"below it, served by the mount it would reach without the rule)")
         if self.kind in ("app", "group"):
             options = [f"group={self.group}"] if self.group else []
             if self.auth is not None:
@@ -359,6 +369,11 @@ def parse_mount_arg(text, flag):
     if flag == "--mount":
         return Mount(path=prefix, app=target, source=source)
     return Mount(path=prefix, static=fs_str(os.fsencode(target)), source=source)
+
+
+def covers(prefix, path):
+    """Does the mount prefix `prefix` match the URL path (or prefix) `path`? Whole segments."""
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
 
 
 GATEWAY_KINDS = ("cgi", "fastcgi", "scgi")
@@ -535,19 +550,33 @@ class Config:
         for m in mounts:
             if m.path in seen:
                 first = seen[m.path].source or "another mount"
+                hint = "each URL prefix can be mounted once"
+                if "auth" in (m.kind, seen[m.path].kind):
+                    hint = "to protect that mount itself, move the auth table into it"
                 raise ConfigError(f"{m.source or 'a mount'} and {first} both mount {m.path!r}; "
-                                  f"each URL prefix can be mounted once")
+                                  f"{hint}")
             seen[m.path] = m
             if m.timeout is not None and self.timeout and m.timeout >= self.timeout:
                 raise ConfigError(f"{m.source or 'mount ' + repr(m.path)}: timeout {m.timeout:g} "
                                   f"is not below the server's --timeout {self.timeout:g}, which "
                                   f"would kill the worker first; lower it or raise --timeout")
+        self.validate_auth_rules(mounts)
         self.validate_groups(mounts)
         if not mounts and self.serving_group is None:
             raise ConfigError("nothing to serve: give APP (module:callable), --mount PREFIX=APP, "
                               "--static PREFIX=PATH, or [[mount]] entries in a --config file")
         object.__setattr__(self, "mounts", tuple(mounts))
 
+    @staticmethod
+    def validate_auth_rules(mounts):
+        """An auth-only mount must guard something: a mount above or below its prefix."""
+        serving = [m.path for m in mounts if m.kind != "auth"]
+        for rule in mounts:
+            if rule.kind == "auth" and not any(covers(path, rule.path) or covers(rule.path, path)
+                                               for path in serving):
+                raise ConfigError(f"{rule.source or 'mount ' + repr(rule.path)}: auth-only mount "
+                                  f"{rule.path!r} guards nothing: no mount serves URLs at, "
+                                  f"above or below it; add the mount it should protect")
 
     def validate_groups(self, mounts):
         """Group names are unique; every group a mount or an auth hook names exists."""

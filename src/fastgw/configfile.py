@@ -226,6 +226,12 @@ def mount_entry(label, number, entry, base):
                               f"{', '.join(MOUNT_KEYS)}")
     app = entry.get("app")
     static = entry.get("static")
+    if "auth" in entry and not any(key in entry for key in ("app", "static") + GATEWAY_KEYS):
+        others = [key for key in entry if key not in ("path", "auth")]
+        if others:
+            raise ConfigError(f"{where}: {others[0]} does not apply to an auth-only mount (path "
+                              f"and auth, no app/static/cgi/fastcgi/scgi); put it on the mount "
+                              f"that serves these URLs")
     if "group" in entry:
         if app is None:
             raise ConfigError(f"{where}: group = {toml_value(entry['group'])} only applies to "

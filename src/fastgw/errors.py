@@ -11,6 +11,12 @@ class ConfigError(FastgwError):
     """A bad command-line flag or configuration value."""
 
 
+class ApacheConfigError(FastgwError):
+    """An Apache configuration `fastgw import-apache` cannot read or translate safely."""
+
+    exit_code = 2
+
+
 class AppLoadError(FastgwError):
     """The WSGI application named on the command line cannot be imported or is not callable."""
 

@@ -77,6 +77,8 @@ class MetricsPage:
         new mounts (after a reload) get new labels, old ones keep theirs."""
         index, upstream = {}, set()
         for mount in mounts:
+            if mount.kind == "auth":
+                continue  # a login rule; its requests count for the mount serving them
             label = self.label_index.get(mount.path)
             if label is None:
                 if len(self.labels) < MAX_LABELS - 1:

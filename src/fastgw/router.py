@@ -9,10 +9,21 @@ are looked up first. The router moves the prefix from `req.path` to
 `req.script_name`, so the WSGI handler sees SCRIPT_NAME=/mysite and the rest in
 PATH_INFO, and it writes the access log line whichever handler answered.
 
+An auth-only mount (a login rule at /secret inside the app at "/") is one more
+prefix in the table: its handler is an AuthGate around the handler of the mount
+that would serve /secret without it, and `served_by` maps the rule's prefix to
+that mount's, so the router strips "" and not "/secret" and the app sees the
+SCRIPT_NAME it always sees. Only a prefix match pays for it: one dict lookup,
+when rules exist. Mounts below a rule get the rule's gate unless they have an
+auth of their own: the deepest auth covering a path wins.
+
 Prefixes are compared in the form the HTTP layer delivers paths: percent-decoded
 bytes carried in a latin-1 str (a mount at /médias is stored as its UTF-8 bytes).
 """
 import logging
+from typing import NamedTuple, Optional
+
+from fastgw.config import Mount, covers
 
 log = logging.getLogger("fastgw.error")
 
@@ -22,8 +33,10 @@ NOT_FOUND_BODY = b"404 Not Found: nothing is mounted at this path\n"
 class Router:
     """Maps a request to a handler by URL prefix; itself a handler(req, resp)."""
 
-    def __init__(self, routes, access_log=None):
-        """`routes`: (prefix, handler, exact) triples; prefix in the wire form, "/" for the root."""
+    def __init__(self, routes, access_log=None, served_by=None):
+        """`routes`: (prefix, handler, exact) triples; prefix in the wire form, "/" for the root.
+        `served_by`: {prefix of an auth-only rule: the prefix to strip ("" for the root)}."""
+        self.served_by = served_by or {}
         self.exact = {}
         self.prefixes = {}
         self.root = None
@@ -65,7 +78,8 @@ class Router:
             while True:
                 handler = prefixes.get(probe)
                 if handler is not None:
-                    return probe, handler
+                    served_by = self.served_by
+                    return (served_by.get(probe, probe) if served_by else probe), handler
                 cut = probe.rfind("/")
                 if cut <= 0:
                     break
@@ -113,6 +127,53 @@ def not_found(req, resp):
     resp.finish(NOT_FOUND_BODY)
 
 
+class Route(NamedTuple):
+    """One entry of the routing table, before handlers exist."""
+
+    prefix: str  # matched, in the wire form ("/" for the root)
+    mount: Mount  # the mount that serves it
+    auth: Optional[Mount]  # the mount or auth-only rule whose `auth` guards it
+
+    @property
+    def exact(self):
+        return self.mount.kind == "file"
+
+    @property
+    def strip(self):
+        """The prefix moved to SCRIPT_NAME: the serving mount's ("" for the root)."""
+        return "" if self.mount.path == "/" else self.mount.wire_path
+
+
+def route_table(mounts):
+    """The Routes of `mounts`: one per serving mount, guarded by its own auth or else by
+    the deepest auth-only rule above it, and one per auth-only rule that lies inside a
+    (non-file) mount, served by the deepest such mount."""
+    rules = [m for m in mounts if m.kind == "auth"]
+    serving = [m for m in mounts if m.kind != "auth"]
+    routes = [Route(m.wire_path, m, m if m.auth is not None else deepest(rules, m.path))
+              for m in serving]
+    for rule in rules:
+        above = deepest([m for m in serving if m.kind != "file"], rule.path)
+        if above is not None:
+            routes.append(Route(rule.wire_path, above, rule))
+    return routes
+
+
+def deepest(mounts, path):
+    """The mount with the longest prefix covering `path`, or None."""
+    best = None
+    for mount in mounts:
+        if covers(mount.path, path) and (best is None or len(mount.path) > len(best.path)):
+            best = mount
+    return best
+
+
+def table_router(routes, make_handler, access_log=None):
+    """A Router over `routes`, the handler of each made by `make_handler(route)`."""
+    return Router([(r.prefix, make_handler(r), r.exact) for r in routes], access_log,
+                  {r.prefix: r.strip for r in routes if r.prefix != r.mount.wire_path})
+
+
 def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=False,
                  server_timeout=0.0, group_sockets=None):
     """The Router of a worker: `mounts` from the Config, `apps` maps app specs to the
@@ -123,9 +184,11 @@ def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=
     from fastgw.wsgi import WsgiHandler
 
     handlers = {}
-    routes = []
+    served = {}
     gateways = []
     for mount in mounts:
+        if mount.kind == "auth":
+            continue
         if mount.kind in GATEWAYS:
             handler = gateway_handler(mount, server_timeout)
             gateways.append(handler)
@@ -140,14 +203,20 @@ def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=
                                                             multithread=multithread)
         else:
             handler = StaticFiles.from_mount(mount)
-        if mount.auth is not None:
-            from fastgw.auth import AuthGate
-            group = mount.auth.group
-            handler = AuthGate(handler, mount.auth, mount.source or f"mount {mount.path!r}",
-                               group_socket=group_sockets[group] if group else None,
-                               prefix=mount.wire_path)
-        routes.append((mount.wire_path, handler, mount.kind == "file"))
-    router = Router(routes, access_log)
+        served[mount.path] = handler
+
+    def make_handler(route):
+        handler = served[route.mount.path]
+        guard = route.auth
+        if guard is None:
+            return handler
+        from fastgw.auth import AuthGate
+        group = guard.auth.group
+        return AuthGate(handler, guard.auth, guard.source or f"mount {guard.path!r}",
+                        group_socket=group_sockets[group] if group else None,
+                        prefix=guard.wire_path)
+
+    router = table_router(route_table(mounts), make_handler, access_log)
     for handler in gateways:
         handler.router = router  # for local redirects and PATH_TRANSLATED
     return router
