@@ -311,9 +311,9 @@ class ApacheSite:
             elif key in ("user", "group"):
                 table[key] = value
             elif key in ("lang", "locale"):
-                self.note(d, f"{key}={value}: not needed; fastgw serves file names as bytes in "
-                             f"any locale, and Django's own file handling needs Python's UTF-8 "
-                             f"mode (PYTHONUTF8=1), see docs/django.md")
+                self.note(d, f"{key}={value}: not needed; fastgw runs its workers and process "
+                             f"groups in Python's UTF-8 mode whatever the locale (see "
+                             f"docs/django.md, 'If you get a UnicodeEncodeError')")
             else:
                 self.note(d, f"option {key}={value} not translated")
         if "threads" not in table:
