@@ -150,10 +150,14 @@ def behind_nginx(ctx, peers, features):
             return Stack([backend(ctx, "hello", sock), front(tmp, sock)], tmp)
         rows.append(Row(label, build=build))
 
-    row("fastgw", "nginx → fastgw (fastcgi_pass)", servers.fastgw_fastcgi_backend,
-        servers.nginx_fastcgi_pass,
-        None if "fastcgi" in features else
-        "not yet supported (`fastgw serve --help` has no fastcgi:// bind)")
+    missing = (None if "fastcgi" in features else
+               "not yet supported (`fastgw serve --help` has no fastcgi:// bind)")
+    row("fastgw", "nginx → fastgw (fastcgi_pass, kept connections)",
+        servers.fastgw_backend("fastcgi"), servers.nginx_fastcgi_keep_conn, missing)
+    row("fastgw", "nginx → fastgw (uwsgi_pass)", servers.fastgw_backend("uwsgi"),
+        servers.nginx_uwsgi_pass, missing)
+    row("fastgw", "nginx → fastgw (fastcgi_pass)", servers.fastgw_backend("fastcgi"),
+        servers.nginx_fastcgi_pass, missing)
     row("uwsgi", "nginx → uWSGI (uwsgi_pass)", servers.uwsgi_backend, servers.nginx_uwsgi_pass)
     row("flup", "nginx → flup (fastcgi_pass)", servers.flup_backend,
         servers.nginx_fastcgi_pass)

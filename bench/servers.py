@@ -197,7 +197,7 @@ http {{
     keepalive_requests 1000000;
     client_max_body_size 16m;
     default_type application/octet-stream;
-    server {{
+{upstream}    server {{
         listen {host}:{port};
         server_name localhost;
 {locations}
@@ -220,12 +220,13 @@ def nginx_locations_params(directive):
     return "\n".join(f"            {directive} {name} {value};" for name, value in CGI_PARAMS)
 
 
-def nginx(tmp, locations):
+def nginx(tmp, locations, upstream=""):
     """nginx with one worker, configured in tmp, answering `locations`."""
     port = free_port()
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_MAIN.format(tmp=tmp, host=HOST, port=port, locations=locations))
+        f.write(NGINX_MAIN.format(tmp=tmp, host=HOST, port=port, locations=locations,
+                                  upstream=upstream))
     argv = [shutil.which("nginx") or "nginx", "-p", tmp, "-c", conf, "-e",
             os.path.join(tmp, "error.log"),
             "-g", "daemon off; master_process on; worker_processes 1;"]
@@ -253,6 +254,15 @@ def nginx_fastcgi_pass(tmp, sock):
                       f"{nginx_locations_params('fastcgi_param')}\n        }}")
 
 
+def nginx_fastcgi_keep_conn(tmp, sock):
+    """fastcgi_pass over kept connections (an upstream keepalive pool, fastcgi_keep_conn)."""
+    return nginx(tmp, f"        location / {{\n"
+                      f"            fastcgi_pass app_pool;\n"
+                      f"            fastcgi_keep_conn on;\n"
+                      f"{nginx_locations_params('fastcgi_param')}\n        }}",
+                 upstream=f"    upstream app_pool {{ server unix:{sock}; keepalive 16; }}\n")
+
+
 def uwsgi_backend(ctx, app, sock):
     argv = [ctx.bin("uwsgi"), "--socket", sock, "--chmod-socket=666", *_uwsgi_common(ctx, app)]
     return Launch(argv, unix_path=sock, env=_app_env(ctx))
@@ -264,10 +274,13 @@ def flup_backend(ctx, app, sock):
     return Launch(argv, unix_path=sock, env=_app_env(ctx))
 
 
-def fastgw_fastcgi_backend(ctx, app, sock):
-    argv = [ctx.bin("fastgw"), "serve", f"bench_apps:{app}", "--bind", f"fastcgi://unix:{sock}",
-            "--workers", "1", "--chdir", ctx.bench_dir]
-    return Launch(argv, unix_path=sock, env=_app_env(ctx))
+def fastgw_backend(protocol):
+    """fastgw speaking `protocol` (fastcgi, uwsgi) on a UNIX socket."""
+    def backend(ctx, app, sock):
+        argv = [ctx.bin("fastgw"), "serve", f"bench_apps:{app}", "--bind",
+                f"{protocol}://unix:{sock}", "--workers", "1", "--chdir", ctx.bench_dir]
+        return Launch(argv, unix_path=sock, env=_app_env(ctx))
+    return backend
 
 
 # --- a running stack -------------------------------------------------------------

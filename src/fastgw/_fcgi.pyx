@@ -447,6 +447,7 @@ cdef class FcgiProtocol(Protocol):
     cdef void after_request(self) except *:
         cdef Connection conn = self.conn
         cdef FcgiRequest freq = self.current
+        cdef FcgiInput body = self.body
         self.busy = False
         self.current = None
         self.req = None
@@ -460,7 +461,10 @@ cdef class FcgiProtocol(Protocol):
             return
         self.end_request(freq.rid, REQUEST_COMPLETE)
         if not freq.keep_conn:
-            conn.close_after_flush()
+            # With the request's input all read (its STDIN end record included) the web
+            # server sends nothing more: close at once, no half-close and lingering read.
+            conn.close_after_flush(not (body is not None and (body.ended or body.done)
+                                        and conn.rend == conn.rstart))
 
     # The responder interface the handlers call.
 

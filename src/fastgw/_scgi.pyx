@@ -187,10 +187,13 @@ cdef class CgiVarsProtocol(Protocol):
             self.conn.close()
 
     cdef void resume(self) except *:
+        cdef BodyReader body = self.req.body
         self.busy = False
         self.req = None
         if not self.conn.closed:
-            self.conn.close_after_flush()
+            # The whole request read (the body is bounded by CONTENT_LENGTH): the web
+            # server sends nothing more, so close at once, without lingering.
+            self.conn.close_after_flush(body.remaining != 0 or self.conn.rend != self.conn.rstart)
 
     cdef void reject_too_large(self, Py_ssize_t size) except *:
         body = f"request body of {size} bytes is larger than {self.settings.body}\n".encode()
