@@ -764,7 +764,9 @@ cdef class Connection(Handle):
         if self.closed:
             return
         try:
-            if not self.flush(0):
+            # MSG_MORE: the close() or shutdown() right after sends the FIN in the same
+            # segment as the response's last bytes (one packet less per connection).
+            if not self.flush(MSG_MORE):
                 return
         except ClientDisconnected:
             self.close()
