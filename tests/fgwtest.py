@@ -9,6 +9,7 @@
 * small polling helpers (everything waits with a deadline, nothing sleeps
   as synchronisation).
 """
+import base64
 import http.client
 import importlib.util
 import json
@@ -465,6 +466,21 @@ def http_request(port, method, path, body=None, headers=None, timeout=DEFAULT_TI
         return SimpleResponse(resp.status, resp.headers, data)
     finally:
         conn.close()
+
+
+def basic_auth(user, password):
+    """The Authorization header of HTTP Basic credentials (UTF-8, RFC 7617)."""
+    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    return {"Authorization": "Basic " + token}
+
+
+def cookies_of(resp):
+    """{name: value} of the Set-Cookie headers of a response."""
+    jar = {}
+    for value in resp.headers.get_all("Set-Cookie") or ():
+        name, _, rest = value.partition("=")
+        jar[name.strip()] = rest.split(";", 1)[0]
+    return jar
 
 
 def get_pid(port):

@@ -10,7 +10,7 @@ import pytest
 from fastgw.auth import parse_basic
 from fastgw.configfile import load
 from fastgw.errors import ConfigError
-from fgwtest import raw_request
+from fgwtest import basic_auth, raw_request
 
 HOOKS = '''
 import os
@@ -43,8 +43,8 @@ def application(environ, start_response):
 
 
 def basic(user, password):
-    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
-    return [("Authorization", "Basic " + token)]
+    """Basic credentials as raw_request's header list."""
+    return list(basic_auth(user, password).items())
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ login inside the app at "/"): the mount that would serve a URL still serves it w
 its own SCRIPT_NAME/PATH_INFO and gets REMOTE_USER; mounts below the rule are guarded
 unless they have an auth of their own; the hooks can run in a process group; and
 the routing the server does is the routing `route_table` describes."""
-import base64
 import re
 import textwrap
 
@@ -14,7 +13,7 @@ from fastgw.config import Config, Mount
 from fastgw.errors import ConfigError
 from fastgw.router import route_table, table_router
 from fgwtest import raw_request
-from test_auth import APP  # the app echoing REMOTE_USER, SCRIPT_NAME, PATH_INFO
+from test_auth import APP, basic  # APP echoes REMOTE_USER, SCRIPT_NAME, PATH_INFO
 
 HOOKS = '''
 def check_password(environ, user, password):
@@ -52,10 +51,6 @@ path = "/secret/notice.txt"
 static = "files/a.txt"
 {extra}
 '''
-
-
-def basic(user, password):
-    return [("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())]
 
 
 def write_site(tmp_path, server="", in_group=False):

@@ -5,7 +5,6 @@ django.contrib.auth.handlers.modwsgi check_password and groups_for_user.
 
 The project is made by the test: startproject, migrate, collectstatic, a superuser,
 a "staff" group with one member, all in a temporary directory."""
-import base64
 import os
 import re
 import subprocess
@@ -14,7 +13,7 @@ import urllib.parse
 
 import pytest
 
-from fgwtest import http_request
+from fgwtest import basic_auth, cookies_of, http_request
 
 try:
     import django  # noqa: F401
@@ -63,9 +62,11 @@ def documented_config():
     return re.search(r"```toml\n(.*?)```", after, re.S).group(1)
 
 
-def run(args, cwd):
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="mysite.settings", PYTHONPATH=str(cwd))
-    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+def run(args, cwd, **env):
+    """A Python command of the project (manage.py ...); `env` adds to its environment."""
+    full = dict(os.environ, DJANGO_SETTINGS_MODULE="mysite.settings", PYTHONPATH=str(cwd))
+    full.update(env)
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=full, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
 
@@ -84,18 +85,6 @@ def project(tmp_path_factory):
     (root / "whoami.py").write_text(WHOAMI)
     (root / "fastgw.toml").write_text(documented_config())
     return root
-
-
-def basic(user, password):
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def cookies_of(resp):
-    jar = {}
-    for value in resp.headers.get_all("Set-Cookie") or ():
-        name, _, rest = value.partition("=")
-        jar[name.strip()] = rest.split(";", 1)[0]
-    return jar
 
 
 def test_django_site(start_server, project):
@@ -146,21 +135,21 @@ def test_django_site(start_server, project):
     assert none.status == 401
     assert none.headers["WWW-Authenticate"].startswith('Basic realm="Protected"')
     assert http_request(port, "GET", "/protected/report.txt",
-                        headers=basic("admin", "wrong-pw")).status == 401
+                        headers=basic_auth("admin", "wrong-pw")).status == 401
     assert http_request(port, "GET", "/protected/report.txt",
-                        headers=basic("nobody", "x")).status == 401
+                        headers=basic_auth("nobody", "x")).status == 401
     assert http_request(port, "GET", "/protected/report.txt",
-                        headers=basic("gone", "gone-pw-1")).status == 401  # inactive user
-    ok = http_request(port, "GET", "/protected/report.txt", headers=basic("admin", "admin-pw-1"))
+                        headers=basic_auth("gone", "gone-pw-1")).status == 401  # inactive user
+    ok = http_request(port, "GET", "/protected/report.txt", headers=basic_auth("admin", "admin-pw-1"))
     assert (ok.status, ok.body) == (200, b"quarterly numbers\n")
-    who = http_request(port, "GET", "/whoami", headers=basic("alice", "alice-pw-1"))
+    who = http_request(port, "GET", "/whoami", headers=basic_auth("alice", "alice-pw-1"))
     assert (who.status, who.body) == (200, b"alice Basic False")
 
     # the group requirement: alice is in "staff", admin (a superuser) is not
     assert http_request(port, "GET", "/staff-only/report.txt",
-                        headers=basic("admin", "admin-pw-1")).status == 401
+                        headers=basic_auth("admin", "admin-pw-1")).status == 401
     assert http_request(port, "GET", "/staff-only/report.txt",
-                        headers=basic("alice", "alice-pw-1")).status == 200
+                        headers=basic_auth("alice", "alice-pw-1")).status == 200
     srv.stop()
     for secret in ("admin-pw-1", "alice-pw-1", "wrong-pw"):
         assert secret not in srv.log_text()

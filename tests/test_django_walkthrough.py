@@ -9,7 +9,6 @@ locale, where a plain Python process cannot even create a file with a non-ASCII
 name, and under LANG=C (PYTHONCOERCECLOCALE=0): the upload named NAME below must
 be saved and served back either way.
 """
-import base64
 import json
 import os
 import re
@@ -19,7 +18,8 @@ import urllib.parse
 
 import pytest
 
-from fgwtest import http_request
+from fgwtest import basic_auth, cookies_of, http_request
+from test_django import run
 
 try:
     import django  # noqa: F401
@@ -90,15 +90,6 @@ def documented_config(venv):
             + block.replace("/srv/venvs/mysite", venv).replace("[server]\n", "", 1))
 
 
-def run(args, cwd, **env):
-    full = dict(os.environ, DJANGO_SETTINGS_MODULE="mysite.settings", PYTHONPATH=str(cwd))
-    full.update(env)
-    done = subprocess.run([sys.executable, *args], cwd=cwd, env=full, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
-    return done
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("walkthrough")
@@ -149,18 +140,6 @@ def legacy_locale(name):
     # What Django's guide warns about: a plain process cannot save the upload's name.
     assert "UnicodeEncodeError" in probe.stderr, probe.stderr
     return env
-
-
-def basic(user, password):
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def cookies_of(resp):
-    jar = {}
-    for value in resp.headers.get_all("Set-Cookie") or ():
-        name, _, rest = value.partition("=")
-        jar[name.strip()] = rest.split(";", 1)[0]
-    return jar
 
 
 def multipart(field, filename, data):
@@ -230,14 +209,14 @@ def test_walkthrough_under_a_legacy_locale(start_server, project, locale_name):
     # Basic auth against Django's users, checked in the group: by user, then by group
     assert http_request(port, "GET", "/mysite/protected/report.txt").status == 401
     assert http_request(port, "GET", "/mysite/protected/report.txt",
-                        headers=basic("admin", "nope")).status == 401
+                        headers=basic_auth("admin", "nope")).status == 401
     ok = http_request(port, "GET", "/mysite/protected/report.txt",
-                      headers=basic("admin", "admin-pw-1"))
+                      headers=basic_auth("admin", "admin-pw-1"))
     assert (ok.status, ok.body) == (200, b"quarterly numbers\n")
     assert http_request(port, "GET", "/mysite/staff-only/report.txt",
-                        headers=basic("admin", "admin-pw-1")).status == 401
+                        headers=basic_auth("admin", "admin-pw-1")).status == 401
     assert http_request(port, "GET", "/mysite/staff-only/report.txt",
-                        headers=basic("alice", "alice-pw-1")).status == 200
+                        headers=basic_auth("alice", "alice-pw-1")).status == 200
     srv.stop()
     for secret in ("admin-pw-1", "alice-pw-1"):
         assert secret not in srv.log_text()

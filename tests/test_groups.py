@@ -21,7 +21,7 @@ import textwrap
 
 import pytest
 
-from fgwtest import fastgw_command, http_request, pid_alive, wait_until
+from fgwtest import basic_auth, fastgw_command, http_request, pid_alive, wait_until
 from test_upstream import doc_recipe
 
 GROUP_BOOT_RE = r"Booting process group '%s' worker with pid: (\d+)"
@@ -154,11 +154,6 @@ def probe(start_server, tmp_path):
     return srv, version
 
 
-def basic(user, password):
-    import base64
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
 def test_group_request_sees_what_an_in_process_app_sees(probe):
     srv, _ = probe
     resp = http_request(srv.port, "GET", "/a/x/y%20z?q=1", headers={"X-Probe": "yes"})
@@ -198,9 +193,9 @@ def test_group_bodies_stream_both_ways(probe):
 def test_auth_hook_runs_in_the_group(probe):
     srv, _ = probe
     assert http_request(srv.port, "GET", "/b/deep/p").status == 401
-    assert http_request(srv.port, "GET", "/b/deep/p", headers=basic("ann", "nope")).status == 401
-    assert http_request(srv.port, "GET", "/b/deep/p", headers=basic("zed", "x")).status == 401
-    resp = http_request(srv.port, "GET", "/b/deep/p", headers=basic("bob", "pw-bob"))
+    assert http_request(srv.port, "GET", "/b/deep/p", headers=basic_auth("ann", "nope")).status == 401
+    assert http_request(srv.port, "GET", "/b/deep/p", headers=basic_auth("zed", "x")).status == 401
+    resp = http_request(srv.port, "GET", "/b/deep/p", headers=basic_auth("bob", "pw-bob"))
     assert resp.status == 200, resp.body
     info = json.loads(resp.body)
     assert info["environ"]["REMOTE_USER"] == "bob"
@@ -209,8 +204,8 @@ def test_auth_hook_runs_in_the_group(probe):
     assert info["cwd"] == os.path.realpath(str(srv.cmd[srv.cmd.index("--config") + 1])
                                            ).rsplit("/", 1)[0] + "/site_b"
     # require_group: bob is not staff, ann is.
-    assert http_request(srv.port, "GET", "/staff/", headers=basic("bob", "pw-bob")).status == 401
-    resp = http_request(srv.port, "GET", "/staff/", headers=basic("ann", "pw-ann"))
+    assert http_request(srv.port, "GET", "/staff/", headers=basic_auth("bob", "pw-bob")).status == 401
+    resp = http_request(srv.port, "GET", "/staff/", headers=basic_auth("ann", "pw-ann"))
     assert resp.status == 200 and json.loads(resp.body)["environ"]["REMOTE_USER"] == "ann"
     assert "pw-ann" not in srv.log_text() and "pw-bob" not in srv.log_text()
 
@@ -223,7 +218,7 @@ def test_killed_group_worker_is_replaced_and_others_keep_serving(probe):
     os.kill(victim, signal.SIGKILL)
     # The other groups, and the surviving worker of a, keep answering meanwhile.
     for _ in range(5):
-        assert http_request(srv.port, "GET", "/b/deep/", headers=basic("bob", "pw-bob")).status == 200
+        assert http_request(srv.port, "GET", "/b/deep/", headers=basic_auth("bob", "pw-bob")).status == 200
         assert http_request(srv.port, "GET", "/a/").status == 200
     wait_until(lambda: len(group_pids(srv, "a")) == 3, message="a replacement worker of group a")
     new = group_pids(srv, "a")[-1]
@@ -399,9 +394,9 @@ def test_docs_recipe_two_django_sites(start_server, tmp_path):
                                      "path": "/shop/cart/1", "path_info": "/cart/1",
                                      "user": None, "extra": "from the shop venv"}
     assert http_request(srv.port, "GET", "/blog/post").status == 401
-    resp = http_request(srv.port, "GET", "/blog/post", headers=basic("editor", "wrong"))
+    resp = http_request(srv.port, "GET", "/blog/post", headers=basic_auth("editor", "wrong"))
     assert resp.status == 401
-    resp = http_request(srv.port, "GET", "/blog/post", headers=basic("editor", "s3cret"))
+    resp = http_request(srv.port, "GET", "/blog/post", headers=basic_auth("editor", "s3cret"))
     assert resp.status == 200, resp.body
     assert json.loads(resp.body) == {"site": "blog", "settings": "blog.settings",
                                      "path": "/blog/post", "path_info": "/post",

@@ -4,14 +4,13 @@ users and a group, wsgi.py exporting Django's modwsgi hooks): the TOML it prints
 accepted by `fastgw check` and, served, answers as the Apache site would (the admin,
 robots.txt, static files, a /secret login with and without a group). Then the errors.
 """
-import base64
 import os
 import subprocess
 import sys
 
 import pytest
 
-from fgwtest import fastgw_command, http_request, subprocess_env
+from fgwtest import basic_auth, fastgw_command, http_request, subprocess_env
 
 try:
     import django  # noqa: F401
@@ -176,11 +175,6 @@ def imported(root, text, name="fastgw.toml"):
     return done.stdout
 
 
-def basic(user, password):
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": "Basic " + token}
-
-
 def test_basic_configuration(project):
     out = imported(project, BASIC)
     site = f"{project}/mysite.com"
@@ -221,8 +215,8 @@ def test_embedded_site_with_a_login(start_server, project):
     refused = http_request(port, "GET", "/secret/")
     assert refused.status == 401
     assert refused.headers["WWW-Authenticate"] == 'Basic realm="Top Secret", charset="UTF-8"'
-    assert http_request(port, "GET", "/secret/", headers=basic("visitor", "wrong")).status == 401
-    seen = http_request(port, "GET", "/secret/", headers=basic("visitor", "visitor-pw-1"))
+    assert http_request(port, "GET", "/secret/", headers=basic_auth("visitor", "wrong")).status == 401
+    seen = http_request(port, "GET", "/secret/", headers=basic_auth("visitor", "visitor-pw-1"))
     assert seen.status == 200
     # served by the app at "/": its SCRIPT_NAME, not the rule's
     assert seen.json() == {"user": "visitor", "script_name": "", "path_info": "/secret/"}
@@ -240,9 +234,9 @@ def test_daemon_site_with_a_group_login(start_server, project):
     assert http_request(port, "GET", "/admin/login/").status == 200
     assert http_request(port, "GET", "/favicon.ico").body == b"\0\0\1\0fake icon"
     assert http_request(port, "GET", "/secret/").status == 401
-    outsider = http_request(port, "GET", "/secret/", headers=basic("visitor", "visitor-pw-1"))
+    outsider = http_request(port, "GET", "/secret/", headers=basic_auth("visitor", "visitor-pw-1"))
     assert outsider.status == 401
-    agent = http_request(port, "GET", "/secret/", headers=basic("agent", "agent-pw-1"))
+    agent = http_request(port, "GET", "/secret/", headers=basic_auth("agent", "agent-pw-1"))
     assert agent.status == 200
     assert agent.json()["user"] == "agent"
 

@@ -609,8 +609,7 @@ class Config:
                        if m.group == group.name)
         return dataclasses.replace(
             self, app=None, mounts=mounts, groups=(), serving_group=group.name,
-            workers=group.processes, threads=group.threads, access_log=None, metrics=None,
-            user=group.user or self.user, group=group.group or self.group)
+            workers=group.processes, threads=group.threads, access_log=None, metrics=None)
 
     def group_auth(self, name):
         """{mount prefix (wire form): AuthConfig} of the auth hooks that run in group `name`."""
