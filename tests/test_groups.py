@@ -51,7 +51,8 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
     keys = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_METHOD", "REMOTE_ADDR",
-            "HTTP_X_PROBE", "REMOTE_USER", "wsgi.url_scheme", "SERVER_PROTOCOL", "HTTP_HOST")
+            "HTTP_X_PROBE", "REMOTE_USER", "wsgi.url_scheme", "SERVER_PROTOCOL", "HTTP_HOST",
+            "HTTP_X_REQUEST_ID")
     body = json.dumps({"environ": {k: environ.get(k) for k in keys}, "pid": os.getpid(),
                        "site": os.environ.get("PROBE_SITE"), "cwd": os.getcwd(),
                        "only_here": "probe_hooks" in sys.modules or _hooks_importable()})
@@ -165,9 +166,23 @@ def test_group_request_sees_what_an_in_process_app_sees(probe):
         "SCRIPT_NAME": "/a", "PATH_INFO": "/x/y z", "QUERY_STRING": "q=1",
         "REQUEST_METHOD": "GET", "REMOTE_ADDR": "127.0.0.1", "HTTP_X_PROBE": "yes",
         "REMOTE_USER": None, "wsgi.url_scheme": "http", "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "127.0.0.1:%d" % srv.port}
+        "HTTP_HOST": "127.0.0.1:%d" % srv.port, "HTTP_X_REQUEST_ID": None}
     # The group's python_path is its own: site b's hook module is not importable in a.
     assert info["only_here"] is False
+
+
+def test_proxy_headers_and_request_ids_are_the_fronts(start_server, tmp_path):
+    config, _ = probe_config(tmp_path, extra_server='forwarded_allow_ips = ["127.0.0.1"]\n'
+                                                   'request_id = true')
+    srv = start_server("", "--config", str(config), default_bind=False, default_workers=False,
+                       chdir=None)
+    srv.wait_for_workers(4)
+    resp = http_request(srv.port, "GET", "/a/", headers={"X-Forwarded-For": "203.0.113.7",
+                                                         "X-Forwarded-Proto": "https"})
+    info = json.loads(resp.body)["environ"]
+    assert info["REMOTE_ADDR"] == "203.0.113.7"
+    assert info["wsgi.url_scheme"] == "https"
+    assert info["HTTP_X_REQUEST_ID"] == resp.headers["X-Request-ID"]
 
 
 def test_group_bodies_stream_both_ways(probe):

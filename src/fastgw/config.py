@@ -601,7 +601,9 @@ class Config:
 
     def group_config(self, group):
         """The Config of `group`'s own processes: its mounts as plain app mounts, its
-        processes and threads, no access log (the front writes it)."""
+        processes and threads. What the front does once per request is not done again
+        in the group: no access log, metrics, request ids or proxy headers (REMOTE_ADDR
+        and the scheme already carry the front's result)."""
         import dataclasses
 
         # Auth was checked by the front, which passes REMOTE_USER on.
@@ -609,7 +611,8 @@ class Config:
                        if m.group == group.name)
         return dataclasses.replace(
             self, app=None, mounts=mounts, groups=(), serving_group=group.name,
-            workers=group.processes, threads=group.threads, access_log=None, metrics=None)
+            workers=group.processes, threads=group.threads, access_log=None, metrics=None,
+            request_id=False, forwarded_allow_ips=())
 
     def group_auth(self, name):
         """{mount prefix (wire form): AuthConfig} of the auth hooks that run in group `name`."""
