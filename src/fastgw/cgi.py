@@ -18,6 +18,7 @@ then the body, streamed, chunked when no Content-Length was given. A Location
 that is a local path, with no Status, is re-dispatched through the router as a
 GET (a local redirect); any other Location without a Status becomes a 302.
 """
+import abc
 import errno
 import http
 import logging
@@ -619,7 +620,7 @@ def local_redirect(router, req, resp, location, what):
 # what the gateways share
 
 
-class Gateway:
+class Gateway(abc.ABC):
     """A handler answering from a back end that speaks CGI: scripts, FastCGI, SCGI.
 
     Subclasses say where a request goes (locate) and how it is carried (exchange);
@@ -635,19 +636,20 @@ class Gateway:
         self.templates = check_params(params, where)
         self.timeout = timeout
 
+    @abc.abstractmethod
     def locate(self, req):
         """(script_name, path_info, placeholders, context) or the status refusing `req`."""
-        raise NotImplementedError
 
     def environ(self, req, script_name, path_info, body, context):
         return meta_variables(req, script_name, path_info, body.length)
 
+    @abc.abstractmethod
     def exchange(self, env, body, out, deadline, context):
         """Send the request, feed the response to `out` (a ScriptResponse)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self, context):
-        raise NotImplementedError
+        """What answers, for log lines: the script or the upstream."""
 
     def __call__(self, req, resp):
         deadline = time.monotonic() + self.timeout
