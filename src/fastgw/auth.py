@@ -178,10 +178,8 @@ class AuthGate:
         if group_socket is not None:
             # auth.group: the hooks run in that process group's processes.
             from fastgw.groups import GroupAuthHook
-            self.check_password = GroupAuthHook(group_socket, auth.group, prefix,
-                                                "check_password")
-            self.groups_for_user = GroupAuthHook(group_socket, auth.group, prefix,
-                                                 "groups_for_user")
+            self.check_password, self.groups_for_user = GroupAuthHook.pair(
+                group_socket, auth.group, prefix)
         else:
             self.check_password = Hook(auth.check_password, f"{self.where}: auth.check_password")
             self.groups_for_user = (Hook(auth.groups_for_user,

@@ -223,13 +223,20 @@ class GroupAuthHook:
     """check_password / groups_for_user of a mount whose auth hooks run in a process group:
     called like the hook itself, it asks the group over its socket."""
 
-    def __init__(self, socket_path, group, prefix, hook):
-        from fastgw.upstream import FastCgiUpstream
-
-        self.upstream = FastCgiUpstream("unix:" + socket_path, where=f"process group {group!r}")
+    def __init__(self, upstream, group, prefix, hook):
+        self.upstream = upstream
         self.prefix = prefix
         self.hook = hook
         self.what = f"auth.{hook} in process group {group!r}"
+
+    @classmethod
+    def pair(cls, socket_path, group, prefix):
+        """(check_password, groups_for_user) of one mount, sharing the group connections."""
+        from fastgw.upstream import FastCgiUpstream
+
+        upstream = FastCgiUpstream("unix:" + socket_path, where=f"process group {group!r}")
+        return (cls(upstream, group, prefix, "check_password"),
+                cls(upstream, group, prefix, "groups_for_user"))
 
     def __call__(self, environ, user, password=None):
         from fastgw.cgi import GatewayError
