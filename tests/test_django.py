@@ -87,48 +87,51 @@ def project(tmp_path_factory):
     return root
 
 
-def test_django_site(start_server, project):
-    srv = start_server("--config=" + str(project / "fastgw.toml"), chdir=None, cwd="/")
-    port = srv.port
-
-    # the admin login page and its hashed CSS, cached for a year
-    login = http_request(port, "GET", "/admin/login/?next=/admin/")
+def check_admin_login(port, prefix=""):
+    """The admin of a site mounted at `prefix`: its login page and hashed CSS (cached for a
+    year), a login POST with the form's CSRF token landing on the admin, a wrong password
+    refused (the form again, no session)."""
+    admin_url = prefix + "/admin/"
+    login_url = f"{admin_url}login/?next={admin_url}"
+    login = http_request(port, "GET", login_url)
     assert login.status == 200, login.body[:500]
     html = login.body.decode()
-    css = re.search(r'/static/admin/css/base\.[0-9a-f]{12}\.css', html)
+    css = re.search(re.escape(prefix) + r'/static/admin/css/base\.[0-9a-f]{12}\.css', html)
     assert css, html[:1000]
     hashed = http_request(port, "GET", css.group(0))
     assert hashed.status == 200 and b"body" in hashed.body
     assert hashed.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-    plain = http_request(port, "GET", "/static/admin/css/base.css")
-    assert plain.status == 200
-    assert plain.headers["Cache-Control"] == "public, max-age=60"
 
-    # a login POST with the form's CSRF token lands on /admin/
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
     jar = cookies_of(login)
     form = {"csrfmiddlewaretoken": token, "username": "admin", "password": "admin-pw-1",
-            "next": "/admin/"}
-    cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
-    post = http_request(port, "POST", "/admin/login/?next=/admin/",
-                        body=urllib.parse.urlencode(form).encode(),
-                        headers={"Content-Type": "application/x-www-form-urlencoded",
-                                 "Cookie": cookie})
+            "next": admin_url}
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())}
+    post = http_request(port, "POST", login_url, body=urllib.parse.urlencode(form).encode(),
+                        headers=headers)
     assert post.status == 302, post.body[:500]
-    assert post.headers["Location"] == "/admin/"
+    assert post.headers["Location"] == admin_url
     jar.update(cookies_of(post))
     assert "sessionid" in jar
-    admin = http_request(port, "GET", "/admin/",
+    admin = http_request(port, "GET", admin_url,
                          headers={"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())})
     assert admin.status == 200 and b"Site administration" in admin.body
 
-    # a wrong password on the form is refused (the form again, no session)
     form["password"] = "nope"
-    bad = http_request(port, "POST", "/admin/login/?next=/admin/",
-                       body=urllib.parse.urlencode(form).encode(),
-                       headers={"Content-Type": "application/x-www-form-urlencoded",
-                                "Cookie": cookie})
+    bad = http_request(port, "POST", login_url, body=urllib.parse.urlencode(form).encode(),
+                       headers=headers)
     assert bad.status == 200 and "sessionid" not in cookies_of(bad)
+
+
+def test_django_site(start_server, project):
+    srv = start_server("--config=" + str(project / "fastgw.toml"), chdir=None, cwd="/")
+    port = srv.port
+
+    check_admin_login(port)
+    plain = http_request(port, "GET", "/static/admin/css/base.css")
+    assert plain.status == 200
+    assert plain.headers["Cache-Control"] == "public, max-age=60"
 
     # Basic auth against Django's users: static and app mounts alike
     none = http_request(port, "GET", "/protected/report.txt")

@@ -14,12 +14,11 @@ import os
 import re
 import subprocess
 import sys
-import urllib.parse
 
 import pytest
 
-from fgwtest import basic_auth, cookies_of, http_request
-from test_django import run
+from fgwtest import basic_auth, http_request
+from test_django import check_admin_login, run
 
 try:
     import django  # noqa: F401
@@ -158,35 +157,8 @@ def test_walkthrough_under_a_legacy_locale(start_server, project, locale_name):
     srv.wait_for_workers(4)
     port = srv.port
 
-    # the admin login page below /mysite, and its hashed CSS cached for a year
-    login = http_request(port, "GET", "/mysite/admin/login/?next=/mysite/admin/")
-    assert login.status == 200, login.body[:500]
-    html = login.body.decode()
-    css = re.search(r'/mysite/static/admin/css/base\.[0-9a-f]{12}\.css', html)
-    assert css, html[:1000]
-    hashed = http_request(port, "GET", css.group(0))
-    assert hashed.status == 200 and b"body" in hashed.body
-    assert hashed.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-
-    # the login POST with the form's CSRF token lands on /mysite/admin/
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
-    jar = cookies_of(login)
-    cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
-    form = {"csrfmiddlewaretoken": token, "username": "admin", "password": "admin-pw-1",
-            "next": "/mysite/admin/"}
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie}
-    post = http_request(port, "POST", "/mysite/admin/login/?next=/mysite/admin/",
-                        body=urllib.parse.urlencode(form).encode(), headers=headers)
-    assert post.status == 302, post.body[:500]
-    assert post.headers["Location"] == "/mysite/admin/"
-    jar.update(cookies_of(post))
-    admin = http_request(port, "GET", "/mysite/admin/",
-                         headers={"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())})
-    assert admin.status == 200 and b"Site administration" in admin.body
-    form["password"] = "wrong"
-    bad = http_request(port, "POST", "/mysite/admin/login/?next=/mysite/admin/",
-                       body=urllib.parse.urlencode(form).encode(), headers=headers)
-    assert bad.status == 200 and "sessionid" not in cookies_of(bad)
+    # the admin below /mysite: login page, hashed CSS, CSRF login, a wrong password
+    check_admin_login(port, "/mysite")
 
     # an upload with a non-ASCII name, saved by Django and served back by the media mount
     data = ("uploaded under %s\n" % locale_name).encode()
