@@ -40,7 +40,6 @@ cdef enum:
     REQUEST_COMPLETE = 0
     UNKNOWN_ROLE = 3
     MAX_CONTENT = 65535
-    FLUSH_THRESHOLD = 65536
     MAX_PENDING_STDIN = 1048576
 
 cdef bytes PADDING = b"\0" * 8
@@ -393,6 +392,21 @@ cdef class FcgiProtocol(Protocol):
             self.queue_record(rtype, rid, data[pos:pos + 65528])
             pos += 65528
 
+    cdef void queue_stdout(self, bytes data) except *:
+        """Body bytes as STDOUT records; past the spill threshold their contents go to
+        the connection's spool file (Connection.queue_body), the headers stay bytes."""
+        cdef Py_ssize_t n = len(data), pos = 0, size
+        cdef int plen
+        cdef int rid = self.current.rid
+        while pos < n:
+            size = n - pos if n - pos <= MAX_CONTENT else 65528
+            plen = (8 - size % 8) % 8
+            self.conn.queue(record_header(STDOUT, rid, size, plen))
+            self.conn.queue_body(data if size == n else data[pos:pos + size])
+            if plen:
+                self.conn.queue(PADDING[:plen])
+            pos += size
+
     cdef void run_request(self, FcgiRequest freq) except *:
         cdef Connection conn = self.conn
         cdef FcgiInput body = FcgiInput.__new__(FcgiInput)
@@ -426,10 +440,16 @@ cdef class FcgiProtocol(Protocol):
         self.after_request()
 
     def call_handler(self):
+        """Run the handler, or the next steps of the producer it parked."""
         cdef Connection conn = self.conn
+        cdef object producer = self.parked
         try:
-            self.handler(self.req, self)
-            if (self.finished and self.current.keep_conn and not self.body.done and not self.aborted
+            if producer is None:
+                self.handler(self.req, self)
+            else:
+                self.parked = None
+                producer.resume()
+            if (self.parked is None and self.finished and self.current.keep_conn and not self.body.done and not self.aborted
                     and not conn.closed and not conn.close_requested):
                 self.body.drain(1 << 62)
         except ClientDisconnected:
@@ -448,6 +468,10 @@ cdef class FcgiProtocol(Protocol):
         cdef Connection conn = self.conn
         cdef FcgiRequest freq = self.current
         cdef FcgiInput body = self.body
+        if self.parked is not None and not conn.closed:
+            self.await_drain()
+            return
+        self.check_settled()
         self.busy = False
         self.current = None
         self.req = None
@@ -477,17 +501,19 @@ cdef class FcgiProtocol(Protocol):
         self._head_sent = True
 
     def write(self, bytes data not None):
+        """Queue STDOUT records and send what the socket takes; never waits. False: the
+        web server lags, a producer should park()."""
         # Streamed bodies go out as they come (fastcgi_buffering off, server-sent events).
         if self.queue_body(data):
-            if not self.conn.flush(0) and self.conn.out_bytes >= FLUSH_THRESHOLD:
-                self.conn.flush_blocking(0)
+            self.conn.flush(0)
+        return self.can_take_more()
 
     cdef bint queue_body(self, bytes data) except -1:
         if not self._head_sent:
             raise RuntimeError("body sent before send_head()")
         if not data or not self.body_allowed:
             return False
-        self.queue_stream(STDOUT, self.current.rid, data)
+        self.queue_stdout(data)
         self.sent += len(data)
         return True
 
@@ -503,12 +529,16 @@ cdef class FcgiProtocol(Protocol):
             n = count if count < 65528 else 65528
             plen = (8 - n % 8) % 8
             self.conn.queue(record_header(STDOUT, self.current.rid, n, plen))
-            self.conn.send_file(fd, offset, n)
+            self.conn.queue_file(fd, offset, n)
             if plen:
                 self.conn.queue(PADDING[:plen])
             offset += n
             count -= n
             self.sent += n
+        try:
+            self.conn.flush(0)
+        finally:
+            self.conn.adopt_files()
 
     def finish(self, bytes last=None):
         if last:

@@ -45,6 +45,9 @@ cdef enum:
     DRAIN_LIMIT = 262144
     FLUSH_THRESHOLD = 65536
 
+# How long a client that let a timeout pass may linger on after its 408, in all.
+cdef double LINGER_AFTER_TIMEOUT = 2.0
+
 cdef enum ChunkState:
     CHUNK_SIZE
     CHUNK_DATA
@@ -571,13 +574,16 @@ cdef class HttpProtocol(Protocol):
         return self.head_started + self.settings.header_timeout
 
     cdef void timed_out(self) except *:
+        # A client that let a timeout pass gets its 408 and a short lingering close, so
+        # one that trickles bytes after it cannot keep the socket (LINGER_AFTER_TIMEOUT).
         if self.waiting_body:
             self.reject(408, f"request body timed out: nothing received for "
-                             f"{self.conn.loop.io_timeout:g} s")
+                             f"{self.conn.loop.io_timeout:g} s", LINGER_AFTER_TIMEOUT)
         elif self.conn.rend == self.conn.rstart:
             self.conn.close()
         else:
-            self.reject(408, f"request head not received within {self.settings.header_timeout:g} s")
+            self.reject(408, f"request head not received within {self.settings.header_timeout:g} s",
+                        LINGER_AFTER_TIMEOUT)
 
     cdef void write_drained(self) except *:
         self.data_received()
@@ -699,7 +705,7 @@ cdef class HttpProtocol(Protocol):
             self.conn.close()
         return False
 
-    cdef void reject(self, int status, str message) except *:
+    cdef void reject(self, int status, str message, double cap=0.0) except *:
         cdef str text = f"{status} {REASONS.get(status, 'Error')}: {message}\n"
         cdef bytes body = text.encode("latin-1", "backslashreplace")
         log.info("refused request from %s: %s %s", self.conn.peer, status, message)
@@ -712,7 +718,7 @@ cdef class HttpProtocol(Protocol):
                 f"Connection: close\r\n\r\n")
         self.conn.queue(head.encode("latin-1"))
         self.conn.queue(body)
-        self.conn.close_after_flush()
+        self.conn.close_after_flush(True, cap)
 
     cdef int parse_head(self) except -1:
         """Parse one complete request head at the buffer start; 0 if it is not all here yet."""
@@ -970,16 +976,22 @@ cdef class HttpProtocol(Protocol):
         self.after_request()
 
     def call_handler(self):
+        """Run the handler, or the next steps of the producer it parked."""
         cdef Connection conn = self.conn
+        cdef object producer = self.parked
         try:
-            self.handler(self.req, self)
+            if producer is None:
+                self.handler(self.req, self)
+            else:
+                self.parked = None
+                producer.resume()
         except ClientDisconnected:
             conn.close()
         except Exception:
             log.exception("internal error while handling %r", self.req)
             conn.close()
         else:
-            if self.finished and self.keep_alive and not self.body.done:
+            if self.parked is None and self.finished and self.keep_alive and not self.body.done:
                 try:
                     if (self.expect_continue and not self.body.started) or not self.body.drain(DRAIN_LIMIT):
                         self.keep_alive = False
@@ -993,6 +1005,10 @@ cdef class HttpProtocol(Protocol):
 
     cdef void after_request(self) except *:
         cdef Connection conn = self.conn
+        if self.parked is not None and not conn.closed:
+            self.await_drain()
+            return
+        self.check_settled()
         self.busy = False
         self._head_sent = False
         self.req = None
@@ -1013,7 +1029,7 @@ cdef class HttpProtocol(Protocol):
         if self.expect_continue and not self.continue_sent and not self._head_sent:
             self.continue_sent = True
             self.conn.queue(CONTINUE)
-            self.conn.flush_blocking(0)
+            self.conn.flush(0)
 
     # The responder interface the handlers call.
 
@@ -1053,12 +1069,12 @@ cdef class HttpProtocol(Protocol):
         self._head_sent = True
 
     def write(self, bytes data not None):
-        """Send body bytes (framed as chunks when chunked); blocks while the client lags."""
+        """Queue body bytes (framed as chunks when chunked) and send what the socket
+        takes; never waits. False: the client lags, a producer should park()."""
         if self.queue_body(data):
-            # Streamed chunks go out as they come (server-sent events, long polls); the
-            # app waits for the client only once FLUSH_THRESHOLD bytes are stuck.
-            if not self.conn.flush(0) and self.conn.out_bytes >= FLUSH_THRESHOLD:
-                self.conn.flush_blocking(0)
+            # Streamed chunks go out as they come (server-sent events, long polls).
+            self.conn.flush(0)
+        return self.can_take_more()
 
     cdef bint queue_body(self, bytes data) except -1:
         cdef Py_ssize_t n = len(data)
@@ -1078,10 +1094,10 @@ cdef class HttpProtocol(Protocol):
         if self.chunked:
             sl = snprintf(sizeline, sizeof(sizeline), b"%zx\r\n", n)
             self.conn.queue(PyBytes_FromStringAndSize(sizeline, sl))
-            self.conn.queue(data)
+            self.conn.queue_body(data)
             self.conn.queue(CRLF)
         else:
-            self.conn.queue(data)
+            self.conn.queue_body(data)
         self.sent += n
         return True
 

@@ -1,5 +1,5 @@
-# Shared declarations of the event loop: protocols (_http, later _fcgi/_scgi) subclass Protocol
-# and drive their Connection through these C-level methods.
+# Shared declarations of the event loop: the protocols (_http, _fcgi, _scgi) subclass
+# Protocol and drive their Connection through these C-level methods.
 from libc.stdint cimport uint32_t
 from posix.types cimport off_t
 
@@ -17,6 +17,19 @@ cdef class Handle:
     cdef void on_event(self, uint32_t events) except *
 
 
+cdef class OwnedFd:
+    cdef int fd
+
+
+cdef class FileRange:
+    # A part of a file in a connection's output queue; `holder` owns the descriptor
+    # once the handler that queued it may have closed its own (None: borrowed).
+    cdef int fd
+    cdef long long offset
+    cdef Py_ssize_t count
+    cdef OwnedFd holder
+
+
 cdef class Protocol:
     cdef Connection conn
     # The state of the response in progress, the same for every protocol.
@@ -26,15 +39,26 @@ cdef class Protocol:
     cdef bint finished
     cdef Py_ssize_t sent
     cdef readonly int status_code
+    # A body producer waiting for the client to take what is queued (see park()).
+    cdef object parked
+    # Called with (bytes sent, why cut or None) once the response is out or cut.
+    cdef object settled
     cdef int start_response_head(self, str status) except -1
+    cdef bint can_take_more(self)
     cdef void data_received(self) except *
     cdef void write_drained(self) except *
+    cdef void output_drained(self) except *
+    cdef void continue_response(self) except *
+    cdef void await_drain(self) except *
+    cdef void check_settled(self) except *
+    cdef void settle(self, object cut) except *
+    cdef void after_request(self) except *
     cdef void eof_received(self) except *
     cdef bint is_idle(self)
     cdef void resume(self) except *
     cdef double deadline(self)
     cdef void timed_out(self) except *
-    cdef void connection_lost(self)
+    cdef void connection_lost(self) except *
 
 
 cdef class BodyReader:
@@ -79,6 +103,15 @@ cdef class Connection(Handle):
     cdef Py_ssize_t out_index
     cdef Py_ssize_t out_offset
     cdef Py_ssize_t out_bytes
+    # the descriptor the last borrowed FileRange was duplicated from, and the copy
+    cdef int dup_source
+    cdef OwnedFd dup_copy
+    # body bytes spilled to an unlinked file while the client lags (push-style writers)
+    cdef OwnedFd spool
+    cdef long long spool_end
+    # monotonic time by which a closing connection is closed, however it behaves
+    cdef double close_deadline
+    cdef str close_reason
     cdef readonly bint closed
     cdef bint readable
     cdef bint paused
@@ -97,13 +130,16 @@ cdef class Connection(Handle):
     cdef Py_ssize_t recv_some(self) except -2
     cdef Py_ssize_t fill_blocking(self) except -1
     cdef void queue(self, bytes data)
+    cdef void queue_body(self, bytes data) except *
+    cdef void queue_file(self, int fd, long long offset, Py_ssize_t count) except *
+    cdef void adopt_files(self) except *
+    cdef int send_range(self, FileRange item) except -1
     cdef int flush(self, int flags) except -1
-    cdef void flush_blocking(self, int flags) except *
     cdef void set_nodelay(self)
     cdef void wait(self, short events) except *
-    cdef void sendfile_blocking(self, int infd, off_t offset, Py_ssize_t count) except *
     cdef bint hand_to_thread(self, object job) except -1
-    cdef void close_after_flush(self, bint linger=*)
+    cdef void close_after_flush(self, bint linger=*, double cap=*)
+    cdef void drop(self, str reason)
     cdef void finish_close(self)
     cdef void close(self)
 
@@ -121,6 +157,9 @@ cdef class Loop:
     cdef public unsigned long long requests
     cdef public object tick
     cdef double stop_deadline
+    cdef public str spool_dir
+    # connections whose queued output is to be tried again on the next turn of the loop
+    cdef list retry_write
     cdef readonly bint threaded
     cdef object pool
     cdef object waker
@@ -141,4 +180,5 @@ cdef class Loop:
     cdef void pause_accepting(self, bint pause) except *
     cdef void submit(self, Connection conn, object job) except *
     cdef void take_back(self) except *
+    cdef void retry_writes(self) except *
     cdef void beat(self)

@@ -7,14 +7,21 @@
 # connection remembers whether its socket may still hold unread bytes (`readable`,
 # cleared by a short read or EAGAIN) and whether it is waiting for output space
 # (`paused`). Protocols parse straight out of the connection's reusable buffer and
-# queue bytes objects that go out in one sendmsg (scatter/gather) per batch.
-# When an application running inline must block (reading a request body that has
-# not arrived, writing a response faster than the client reads) the connection
-# waits on its own fd with poll(2), bounded by io_timeout: the worker is busy with
-# that request anyway. Timers are a once-a-second sweep over the connections.
+# queue bytes objects and file ranges (FileRange) that go out with one sendmsg per
+# batch of bytes and sendfile per range.
+#
+# Output never waits on a client: what the socket does not take stays queued and
+# goes out on writability, from where it stopped. A response body that is produced
+# step by step (a WSGI generator) is parked by its producer when the queue passes
+# HIGH_WATER and resumed, inline or on an application thread, once the queue is
+# empty; push-style writers that cannot be parked (the legacy write() callable,
+# CGI and upstream output) spill to an unlinked file past SPILL_THRESHOLD, so
+# memory stays bounded either way. A client that takes nothing for io_timeout is
+# dropped (reset) and its producer closed. Timers are a once-a-second sweep.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from libc.errno cimport errno, EAGAIN, EINTR, ECONNABORTED, EMFILE, ENFILE
+from libc.string cimport strerror
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memchr, memmove
@@ -28,6 +35,7 @@ import os
 import socket
 
 from fastgw.errors import ClientDisconnected
+from fastgw.spool import open_unlinked
 
 log = logging.getLogger("fastgw.error")
 
@@ -49,6 +57,9 @@ cdef extern from "<sys/socket.h>" nogil:
         void *msg_control
         size_t msg_controllen
         int msg_flags
+    struct linger:
+        int l_onoff
+        int l_linger
     ssize_t recv(int fd, void *buf, size_t n, int flags)
     ssize_t sendmsg(int fd, const msghdr *msg, int flags)
     int shutdown(int fd, int how)
@@ -59,6 +70,8 @@ cdef extern from "<sys/socket.h>" nogil:
         AF_INET6
         AF_UNIX
         IPPROTO_TCP
+        SOL_SOCKET
+        SO_LINGER
 
 cdef extern from "poller.h" nogil:
     const char *FGW_POLLER_NAME
@@ -120,6 +133,12 @@ cdef extern from "<pthread.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void *buf, size_t n)
     ssize_t write(int fd, const void *buf, size_t n)
+    ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset)
+
+cdef extern from "<fcntl.h>" nogil:
+    int fcntl(int fd, int cmd, int arg)
+    enum:
+        F_DUPFD_CLOEXEC
 
 
 cdef enum:
@@ -130,17 +149,23 @@ cdef enum:
     # Connections whose first request is answered during one accept batch, at most.
     ACCEPT_SERVE_BATCH = 16
 
+cdef enum:
+    # A parked producer resumes when the queue is empty and stops when it passes this:
+    # what a slow reader costs in memory, beside the kernel's socket buffer.
+    HIGH_WATER = 65536
+    # Push-style body bytes go to the connection's spool file past this much queued.
+    SPILL_THRESHOLD = 1048576
+
 # After a response that closes the connection, how long to read and discard what
-# the client still sends, so the kernel does not answer it with a reset.
+# the client still sends, so the kernel does not answer it with a reset: idle at
+# most LINGER_TIMEOUT, in all at most LINGER_TOTAL (nginx's lingering_timeout and
+# lingering_time), or the cap its caller gives (a 408 gets a short one).
 cdef double LINGER_TIMEOUT = 2.0
+cdef double LINGER_TOTAL = 30.0
 # When a worker stops, an idle connection is closed only after this long without
 # traffic: a connection just accepted, or a keep-alive one, may have a request on
 # the way, which is then answered (with Connection: close) instead of reset.
 cdef double STOP_IDLE_GRACE = 1.0
-
-WAIT_READ = POLLIN
-WAIT_WRITE = POLLOUT
-SEND_MORE = MSG_MORE
 
 
 cdef inline double monotonic() noexcept nogil:
@@ -165,13 +190,36 @@ cdef class Handle:
         pass
 
 
+cdef class OwnedFd:
+    """A descriptor closed when the last FileRange (or spool) holding it is gone."""
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            c_close(self.fd)
+
+
+cdef OwnedFd own_fd(int fd):
+    cdef OwnedFd holder = OwnedFd.__new__(OwnedFd)
+    holder.fd = fd
+    return holder
+
+
+cdef class FileRange:
+    pass
+
+
 cdef class Protocol:
-    """What a wire protocol implements; it owns no socket, only parses and queues."""
+    """What a wire protocol implements; it owns no socket, only parses and queues.
+
+    The base also carries what every protocol's response shares: the status, the
+    body bytes counted, a parked body producer and the settled callback.
+    """
 
     cdef void data_received(self) except *:
         pass
 
     cdef void write_drained(self) except *:
+        """The queue is empty again and no producer is parked: read on."""
         pass
 
     cdef void eof_received(self) except *:
@@ -181,7 +229,11 @@ cdef class Protocol:
         return self.conn.rend == self.conn.rstart
 
     cdef void resume(self) except *:
-        """Back on the loop thread after a request ran in an application thread."""
+        """After the request (or its parked producer) ran, inline or in an application
+        thread: end it or wait again, send what is queued, read on."""
+        pass
+
+    cdef void after_request(self) except *:
         pass
 
     cdef double deadline(self):
@@ -191,8 +243,18 @@ cdef class Protocol:
     cdef void timed_out(self) except *:
         self.conn.close()
 
-    cdef void connection_lost(self):
-        pass
+    cdef void connection_lost(self) except *:
+        cdef object producer = self.parked
+        self.parked = None
+        if self.finished and producer is None and self.conn.out_bytes == 0:
+            self.settle(None)
+        else:
+            self.settle(self.conn.close_reason or "the connection was closed")
+        if producer is not None:
+            try:
+                producer.cancel()
+            except Exception:
+                log.exception("error closing a response cut off by a lost connection")
 
     cdef int start_response_head(self, str status) except -1:
         """Record the status code of a head about to be sent; HEAD, 1xx, 204 and 304
@@ -200,7 +262,75 @@ cdef class Protocol:
         cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
         self.status_code = code
         self.body_allowed = not (code < 200 or code == 204 or code == 304 or self.head_request)
+        # A descriptor number seen in an earlier response may name another file now.
+        self.conn.dup_copy = None
+        # The send timeout counts from here (an application may have run for long).
+        self.conn.last_active = monotonic()
         return code
+
+    cdef bint can_take_more(self):
+        """What write() answers: False when the producer should park (park())."""
+        return self.conn.out_bytes < HIGH_WATER or self.conn.closed
+
+    # -- parking: a body producer waits for the client without holding a worker --
+
+    def park(self, producer):
+        """Called by a handler whose write() said False: `producer.resume()` is called
+        (inline, or on an application thread) once the client has taken what is
+        queued, and `producer.cancel()` instead if the connection is lost first."""
+        self.parked = producer
+
+    cdef void output_drained(self) except *:
+        """The queue just emptied on writability."""
+        if self.parked is not None:
+            self.continue_response()
+        else:
+            self.check_settled()
+            self.write_drained()
+
+    cdef void continue_response(self) except *:
+        """Run the parked producer's next steps the way the request itself ran."""
+        cdef object job = (<object>self).call_handler
+        if self.conn.hand_to_thread(job):
+            return
+        job()
+        self.resume()
+
+    cdef void await_drain(self) except *:
+        """A producer parked: stop reading and try the queue again next turn (its
+        write may have run on a thread, whose EAGAIN the loop has not seen)."""
+        cdef Connection conn = self.conn
+        if conn.closed:
+            return
+        conn.paused = True
+        conn.loop.retry_write.append(conn)
+
+    # -- settling: when the response is out (or cut), for the log and the metrics --
+
+    def on_settled(self, callback):
+        """callback(bytes_sent, cut) once the response's bytes are with the kernel, or
+        the connection is lost (`cut` then says why); at once if that is already so."""
+        self.settled = callback
+        self.check_settled()
+
+    cdef void check_settled(self) except *:
+        if self.settled is not None and self.finished and self.parked is None and (
+                self.conn.out_bytes < HIGH_WATER or self.conn.closed):
+            self.settle(self.conn.close_reason if self.conn.closed else None)
+
+    cdef void settle(self, object cut) except *:
+        cdef object callback = self.settled
+        cdef Py_ssize_t sent = self.sent
+        if callback is None:
+            return
+        self.settled = None
+        if cut is not None:
+            # What is still queued never reached the client.
+            sent = max(0, sent - self.conn.out_bytes)
+        try:
+            callback(sent, cut)
+        except Exception:
+            log.exception("error recording a finished response")
 
     # The part of the responder interface the handlers call that every protocol shares.
 
@@ -532,7 +662,7 @@ cdef class Connection(Handle):
                     return
                 if self.paused:
                     self.paused = False
-                    self.protocol.write_drained()
+                    self.protocol.output_drained()
         if events & (FGW_IN | FGW_RDHUP | FGW_HUP | FGW_ERR):
             self.readable = True
             if events & (FGW_RDHUP | FGW_HUP | FGW_ERR):
@@ -604,56 +734,146 @@ cdef class Connection(Handle):
                 raise ClientDisconnected("client closed the connection in the middle of a request")
             self.wait(POLLIN)
 
-    def read_into(self, Py_ssize_t limit):
-        """Blocking read of up to `limit` bytes straight from the socket (buffer must be empty)."""
-        cdef bytearray chunk = bytearray(limit)
-        cdef Py_ssize_t n
-        cdef char *p = chunk
-        while True:
-            with nogil:
-                n = recv(self.fd, p, limit, 0)
-            if n > 0:
-                del chunk[n:]
-                return bytes(chunk)
-            if n == 0:
-                self.eof = True
-                raise ClientDisconnected("client closed the connection in the middle of a request")
-            if errno == EINTR:
-                continue
-            if errno == EAGAIN:
-                self.readable = False
-                self.wait(POLLIN)
-                continue
-            raise ClientDisconnected(f"reading from the client failed: {os.strerror(errno)}")
-
     cdef void queue(self, bytes data):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         if n:
             self.out.append(data)
             self.out_bytes += n
 
+    cdef void queue_body(self, bytes data) except *:
+        """Queue response body bytes: by reference while little is waiting, else (the
+        client lags behind a writer that cannot be parked) appended to the spool file."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data), done = 0
+        cdef ssize_t w
+        cdef const char *p = PyBytes_AS_STRING(data)
+        cdef FileRange last
+        if self.out_bytes < SPILL_THRESHOLD or n < 4096:
+            self.queue(data)
+            return
+        if self.spool is None:
+            self.spool = own_fd(open_unlinked(self.loop.spool_dir))
+            self.spool_end = 0
+        while done < n:
+            w = pwrite(self.spool.fd, p + done, n - done, self.spool_end + done)
+            if w < 0:
+                if errno == EINTR:
+                    continue
+                raise OSError(errno, f"cannot spill a response to a temporary file: "
+                                     f"{strerror(errno).decode()}")
+            done += w
+        # Contiguous spilled bytes are one range (no framing in between).
+        if self.out_index < len(self.out):
+            item = self.out[len(self.out) - 1]
+            if type(item) is FileRange:
+                last = <FileRange>item
+                if last.holder is self.spool and last.offset + last.count == self.spool_end:
+                    last.count += n
+                    self.spool_end += n
+                    self.out_bytes += n
+                    return
+        last = FileRange.__new__(FileRange)
+        last.holder = self.spool
+        last.fd = self.spool.fd
+        last.offset = self.spool_end
+        last.count = n
+        self.out.append(last)
+        self.spool_end += n
+        self.out_bytes += n
+
+    cdef void queue_file(self, int fd, long long offset, Py_ssize_t count) except *:
+        """Queue a range of an open file, borrowed until adopt_files()."""
+        cdef FileRange item
+        if count <= 0:
+            return
+        item = FileRange.__new__(FileRange)
+        item.fd = fd
+        item.offset = offset
+        item.count = count
+        self.out.append(item)
+        self.out_bytes += count
+
+    cdef void adopt_files(self) except *:
+        """The handler may close its descriptors once send_file() returns: the ranges
+        still queued get a duplicate of theirs (one per source file and response)."""
+        cdef Py_ssize_t i
+        cdef FileRange item
+        cdef int copy
+        for i in range(self.out_index, len(self.out)):
+            if type(self.out[i]) is not FileRange:
+                continue
+            item = <FileRange>self.out[i]
+            if item.holder is not None:
+                continue
+            if self.dup_copy is None or self.dup_source != item.fd:
+                copy = fcntl(item.fd, F_DUPFD_CLOEXEC, 0)
+                if copy < 0:
+                    PyErr_SetFromErrno(OSError)
+                self.dup_copy = own_fd(copy)
+                self.dup_source = item.fd
+            item.holder = self.dup_copy
+            item.fd = self.dup_copy.fd
+
+    def send_file(self, int infd, off_t offset, Py_ssize_t count):
+        """Queue a file range after what is queued (the head rides with MSG_MORE), send
+        what the socket takes now, and keep the rest (with its own descriptor) queued."""
+        self.queue_file(infd, offset, count)
+        try:
+            self.flush(0)
+        finally:
+            self.adopt_files()
+
     cdef void set_nodelay(self):
         cdef int one = 1
         setsockopt(self.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
         self.nodelay = True
 
+    cdef int send_range(self, FileRange item) except -1:
+        """sendfile(2) the range as far as the socket takes it: 1 when it is all out."""
+        cdef ssize_t n
+        cdef off_t offset
+        while item.count > 0:
+            offset = item.offset
+            n = fgw_sendfile(self.fd, item.fd, &offset, min(item.count, 1 << 30))
+            if n > 0:
+                item.offset += n
+                item.count -= n
+                self.out_bytes -= n
+                self.last_active = monotonic()
+            elif n == 0:
+                raise ClientDisconnected("the file shrank while it was being sent")
+            elif errno == EINTR:
+                continue
+            elif errno == EAGAIN:
+                return 0
+            else:
+                raise ClientDisconnected(f"sendfile to the client failed: {os.strerror(errno)}")
+        return 1
+
     cdef int flush(self, int flags) except -1:
-        """Send queued bytes without blocking: 1 when all are out, 0 when the socket is full."""
+        """Send what is queued without blocking: 1 when all is out, 0 when the socket is full."""
         cdef iovec iov[MAX_IOV]
         cdef msghdr msg
         cdef Py_ssize_t i, count, n, size
         cdef list out = self.out
         cdef Py_ssize_t total = len(out)
-        cdef bytes item
+        cdef object item
         if not self.nodelay and not self.protocol.finished:
             # Part of a response goes out and more follows (a stream, sendfile after the
             # head): Nagle's algorithm would hold a small tail back for the client's ACK.
             self.set_nodelay()
         while self.out_index < total:
+            item = out[self.out_index]
+            if type(item) is not bytes:
+                if not self.send_range(<FileRange>item):
+                    return 0
+                self.out_index += 1
+                continue
             count = 0
             i = self.out_index
             while i < total and count < MAX_IOV:
-                item = <bytes>out[i]
+                item = out[i]
+                if type(item) is not bytes:
+                    break
                 if count == 0:
                     iov[0].iov_base = PyBytes_AS_STRING(item) + self.out_offset
                     iov[0].iov_len = PyBytes_GET_SIZE(item) - self.out_offset
@@ -677,8 +897,11 @@ cdef class Connection(Handle):
                     return 0
                 raise ClientDisconnected(f"writing to the client failed: {os.strerror(errno)}")
             self.out_bytes -= n
+            if self.out_bytes:
+                # Progress of a response that goes out in pieces restarts the send timeout.
+                self.last_active = monotonic()
             while n > 0:
-                item = <bytes>out[self.out_index]
+                item = out[self.out_index]
                 size = PyBytes_GET_SIZE(item) - self.out_offset
                 if n >= size:
                     n -= size
@@ -690,11 +913,8 @@ cdef class Connection(Handle):
         del out[:]
         self.out_index = 0
         self.out_offset = 0
+        self.spool = None
         return 1
-
-    cdef void flush_blocking(self, int flags) except *:
-        while not self.flush(flags):
-            self.wait(POLLOUT)
 
     cdef void wait(self, short events) except *:
         """Block (GIL released) until the socket is ready for `events`, at most io_timeout."""
@@ -708,38 +928,15 @@ cdef class Connection(Handle):
             with nogil:
                 rc = poll(&pfd, 1, timeout_ms)
             if rc > 0:
-                if events == POLLOUT and pfd.revents & (POLLERR | POLLHUP) and not pfd.revents & POLLOUT:
-                    raise ClientDisconnected("client closed the connection while a response was sent")
                 return
             if rc == 0:
                 raise ClientDisconnected(
-                    f"client sent or accepted nothing for {self.loop.io_timeout:g} s")
+                    f"client sent nothing for {self.loop.io_timeout:g} s")
             if errno == EINTR:
                 PyErr_CheckSignals()
                 timeout_ms = max(0, <int>((deadline - monotonic()) * 1000))
                 continue
             PyErr_SetFromErrno(OSError)
-
-    cdef void sendfile_blocking(self, int infd, off_t offset, Py_ssize_t count) except *:
-        cdef Py_ssize_t n
-        while count > 0:
-            with nogil:
-                n = fgw_sendfile(self.fd, infd, &offset, min(count, 1 << 30))
-            if n > 0:
-                count -= n
-            elif n == 0:
-                raise ClientDisconnected("the file shrank while it was being sent")
-            elif errno == EINTR:
-                continue
-            elif errno == EAGAIN:
-                self.wait(POLLOUT)
-            else:
-                raise ClientDisconnected(f"sendfile to the client failed: {os.strerror(errno)}")
-
-    def send_file(self, int infd, off_t offset, Py_ssize_t count):
-        """Flush what is queued (the head rides with MSG_MORE), then sendfile(2) the range."""
-        self.flush_blocking(MSG_MORE)
-        self.sendfile_blocking(infd, offset, count)
 
     cdef bint hand_to_thread(self, object job) except -1:
         """With --threads: flush what is queued (earlier pipelined responses), then let an
@@ -755,12 +952,16 @@ cdef class Connection(Handle):
         self.loop.submit(self, job)
         return True
 
-    cdef void close_after_flush(self, bint linger=True):
+    cdef void close_after_flush(self, bint linger=True, double cap=0.0):
         """Close once queued output is out. With `linger`, half-close first and read what
         the client still sends until it closes, so unread input does not make the kernel
-        reset the connection (and lose the response) at the client."""
+        reset the connection (and lose the response) at the client. `cap`: seconds from
+        now after which the connection is closed whatever it does (default LINGER_TOTAL,
+        counted from the start of lingering)."""
         self.want_close = True
         self.linger = linger
+        if cap > 0.0:
+            self.close_deadline = monotonic() + cap
         if self.closed:
             return
         try:
@@ -780,9 +981,25 @@ cdef class Connection(Handle):
         shutdown(self.fd, SHUT_WR)
         self.lingering = True
         self.last_active = monotonic()
+        if self.close_deadline == 0.0:
+            self.close_deadline = self.last_active + LINGER_TOTAL
         self.rstart = self.rend = 0
         if self.readable:
             self.read_ready()
+
+    cdef void drop(self, str reason):
+        """Give up on a client that stopped taking the response: reset the connection
+        (the kernel frees what it still holds for it) and say why, once."""
+        cdef linger lg
+        if self.closed:
+            return
+        log.info("dropped connection from %s: %s (%d bytes not sent)",
+                 self.peer[0] if self.peer else "unix socket", reason, self.out_bytes)
+        self.close_reason = reason
+        lg.l_onoff = 1
+        lg.l_linger = 0
+        setsockopt(self.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))
+        self.close()
 
     cdef void close(self):
         if self.closed:
@@ -793,7 +1010,14 @@ cdef class Connection(Handle):
         self.closed = True
         c_close(self.fd)
         self.loop.forget(self)
-        self.protocol.connection_lost()
+        try:
+            self.protocol.connection_lost()
+        except Exception:
+            log.exception("internal error closing a connection")
+        self.out = []
+        self.out_bytes = 0
+        self.spool = None
+        self.dup_copy = None
 
 
 cdef class Waker(Handle):
@@ -821,6 +1045,7 @@ cdef class Loop:
         self.conns = {}
         self.listeners = []
         self.closing = []
+        self.retry_write = []
         self.max_connections = 4096
         self.io_timeout = 30.0
         self.wake_r = self.wake_w = -1
@@ -895,6 +1120,23 @@ cdef class Loop:
                 log.exception("internal error on a connection; closing it")
                 conn.close()
 
+    cdef void retry_writes(self) except *:
+        cdef list batch = self.retry_write
+        cdef Connection conn
+        self.retry_write = []
+        for conn in batch:
+            if conn.closed or conn.owned:
+                continue
+            try:
+                if conn.out_bytes:
+                    conn.on_event(FGW_OUT)
+                elif conn.paused:
+                    conn.paused = False
+                    conn.protocol.output_drained()
+            except Exception:
+                log.exception("internal error on a connection; closing it")
+                conn.close()
+
     cdef void register(self, Handle h, bint listener) except *:
         """Watch h: a listener level-triggered, anything else edge-triggered both ways.
         The poll(2) backend needs no registration: it looks at the handles each time."""
@@ -963,12 +1205,22 @@ cdef class Loop:
         cdef Connection conn
         cdef double deadline
         for conn in list(self.conns.values()):
-            if conn.closed:
+            if conn.closed or conn.owned:
                 continue
-            if conn.lingering:
+            if conn.close_deadline and now > conn.close_deadline:
+                if conn.out_bytes:
+                    conn.drop("the client took too long to take the last response")
+                else:
+                    conn.close()
+            elif conn.lingering:
                 if now - conn.last_active > LINGER_TIMEOUT:
                     conn.close()
-            elif self.stopping and conn.protocol.is_idle() and now - conn.last_active > STOP_IDLE_GRACE:
+            elif conn.out_bytes:
+                # Output waits for the client: only the send timeout applies.
+                if now - conn.last_active > self.io_timeout:
+                    conn.drop(f"the client accepted nothing for {self.io_timeout:g} s")
+            elif (self.stopping and conn.protocol.is_idle()
+                    and now - conn.last_active > STOP_IDLE_GRACE):
                 conn.close()
             else:
                 deadline = conn.protocol.deadline()
@@ -1041,7 +1293,7 @@ cdef class Loop:
                 self.closing = []
                 if not self.conns or monotonic() > self.stop_deadline:
                     break
-            timeout_ms = 1000 if not self.stopping else 100
+            timeout_ms = 0 if self.retry_write else 1000 if not self.stopping else 100
             if self.use_poll:
                 n = self.poll_once(events, timeout_ms)
             else:
@@ -1065,6 +1317,9 @@ cdef class Loop:
                     if isinstance(handle, Connection):
                         (<Connection>handle).close()
             self.closing = []
+            if self.retry_write:
+                self.retry_writes()
+                self.closing = []
             now = monotonic()
             if now >= next_sweep:
                 next_sweep = now + 1.0

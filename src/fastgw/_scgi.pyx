@@ -18,9 +18,6 @@ from fastgw.errors import ClientDisconnected
 
 log = logging.getLogger("fastgw.error")
 
-cdef enum:
-    FLUSH_THRESHOLD = 65536
-
 cdef bytes CGI_PREFIX = b"Status: "
 # nginx's uwsgi module expects an HTTP status line, as uWSGI sends.
 cdef bytes UWSGI_PREFIX = b"HTTP/1.1 "
@@ -175,11 +172,17 @@ cdef class CgiVarsProtocol(Protocol):
         if conn.hand_to_thread(self.call_handler):
             return
         self.call_handler()
-        self.resume()
+        self.after_request()
 
     def call_handler(self):
+        """Run the handler, or the next steps of the producer it parked."""
+        cdef object producer = self.parked
         try:
-            self.handler(self.req, self)
+            if producer is None:
+                self.handler(self.req, self)
+            else:
+                self.parked = None
+                producer.resume()
         except ClientDisconnected:
             self.conn.close()
         except Exception:
@@ -187,7 +190,14 @@ cdef class CgiVarsProtocol(Protocol):
             self.conn.close()
 
     cdef void resume(self) except *:
+        self.after_request()
+
+    cdef void after_request(self) except *:
         cdef BodyReader body = self.req.body
+        if self.parked is not None and not self.conn.closed:
+            self.await_drain()
+            return
+        self.check_settled()
         self.busy = False
         self.req = None
         if not self.conn.closed:
@@ -213,14 +223,16 @@ cdef class CgiVarsProtocol(Protocol):
         self._head_sent = True
 
     def write(self, bytes data not None):
+        """Queue body bytes and send what the socket takes; never waits. False: the web
+        server lags, a producer should park()."""
         if not self._head_sent:
             raise RuntimeError("body sent before send_head()")
         if not data or not self.body_allowed:
-            return
-        self.conn.queue(data)
+            return True
+        self.conn.queue_body(data)
         self.sent += len(data)
-        if not self.conn.flush(0) and self.conn.out_bytes >= FLUSH_THRESHOLD:
-            self.conn.flush_blocking(0)
+        self.conn.flush(0)
+        return self.can_take_more()
 
     def send_file(self, int fd, long long offset, Py_ssize_t count):
         if not self._head_sent:

@@ -23,15 +23,17 @@ FORMAT_HELP = (
     "%h remote address, %l '-', %u user, %t [time], %r request line, %s or %>s status, "
     "%b bytes ('-' for none), %B bytes, %D duration in microseconds, %T duration in "
     "seconds, %m method, %U path, %q query ('?...' or empty), %H protocol, "
-    "%{Header}i a request header, %L request id, %P process id, %% a '%'")
+    "%{Header}i a request header, %L request id, %P process id, %X 'X' if the response "
+    "was cut off (client gone or too slow) else '+', %% a '%'")
 
 
 class Finished:
     """What a log line can say about one request (built only when a line is written)."""
 
-    __slots__ = ("req", "status", "nbytes", "user", "duration_us", "request_id", "started")
+    __slots__ = ("req", "status", "nbytes", "user", "duration_us", "request_id", "started", "cut")
 
-    def __init__(self, req, status, nbytes, user, duration_us, request_id, started):
+    def __init__(self, req, status, nbytes, user, duration_us, request_id, started, cut=None):
+        self.cut = cut
         self.req = req
         self.status = status
         self.nbytes = nbytes
@@ -109,6 +111,8 @@ DIRECTIVES = {
     "H": lambda f: quote(f.req.version),
     "L": lambda f: quote(f.request_id) if f.request_id else "-",
     "P": lambda f: str(os.getpid()),
+    # Apache: X when the connection was lost before the response was complete.
+    "X": lambda f: "X" if f.cut else "+",
 }
 
 _DIRECTIVE_RE = re.compile(r"%(?:\{([^}]*)\}([a-zA-Z])|>?([a-zA-Z%])|(.?))")
@@ -187,7 +191,7 @@ def combined_line(f, clf_time=ClfTime()):
 def json_line(f):
     req = f.req
     peer = req.peer
-    return json.dumps({
+    fields = {
         "time": iso_time(f.started),
         "remote": peer[0] if peer else None,
         "method": req.method,
@@ -201,7 +205,10 @@ def json_line(f):
         "referer": f.header("referer"),
         "user": f.user,
         "request_id": f.request_id,
-    }, separators=(",", ":"))
+    }
+    if f.cut:
+        fields["cut"] = f.cut  # why the client got less than the whole response
+    return json.dumps(fields, separators=(",", ":"))
 
 
 class AccessLog:
@@ -233,11 +240,13 @@ class AccessLog:
         os.dup2(fd, self.fd, inheritable=False)
         os.close(fd)
 
-    def log(self, req, status, nbytes, user=None, duration_us=0, request_id=None, started=None):
+    def log(self, req, status, nbytes, user=None, duration_us=0, request_id=None, started=None,
+            cut=None):
         """One line for a finished request: the Request, its status code and body bytes sent;
-        `started` is its wall-clock start (time.time()), now if not given."""
+        `started` is its wall-clock start (time.time()), now if not given; `cut` why the
+        response was cut off, if it was."""
         f = Finished(req, status, nbytes, user, duration_us, request_id,
-                     time.time() if started is None else started)
+                     time.time() if started is None else started, cut)
         self.write(self.render(f))
 
     def write(self, line):

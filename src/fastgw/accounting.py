@@ -6,7 +6,8 @@ protocols the Router, or the single app's handler, directly and this costs nothi
 In order: the forwarding headers of a trusted proxy rewrite the Request (so routing,
 the application and the log all see the client), the request gets its id, the
 router picks the mount, the handler runs, and then the metrics and the access log
-line record the mount, the status, the bytes and the time taken.
+line record the mount, the status, the bytes and the time taken, once the response
+is out (or cut off: the log line then says why), not when the handler returns.
 """
 import itertools
 import logging
@@ -83,7 +84,7 @@ class WithRequestId:
         self.resp.send_head(status, headers, length, length_in_headers)
 
     def write(self, data):
-        self.resp.write(data)
+        return self.resp.write(data)
 
     def send_file(self, fd, offset, count):
         return self.resp.send_file(fd, offset, count)
@@ -150,14 +151,17 @@ class Accounting:
                 req.path = req.path[len(prefix):]
             (handler or not_found)(req, resp)
         finally:
-            status = resp.status_code
-            nbytes = resp.bytes_sent
-            duration_us = (time.perf_counter_ns() - t0) // 1000
-            if metrics is not None:
-                metrics.end(prefix, handler is not None, status, nbytes, duration_us)
-            if access_log is not None:
-                try:
-                    access_log.log(req, status, nbytes, duration_us=duration_us,
-                                   request_id=request_id, started=started)
-                except Exception:
-                    log.exception("cannot write the access log")
+            def record(nbytes, cut):
+                duration_us = (time.perf_counter_ns() - t0) // 1000
+                status = resp.status_code
+                if metrics is not None:
+                    metrics.end(prefix, handler is not None, status, nbytes, duration_us)
+                if access_log is not None:
+                    try:
+                        access_log.log(req, status, nbytes, duration_us=duration_us,
+                                       request_id=request_id, started=started, cut=cut)
+                    except Exception:
+                        log.exception("cannot write the access log")
+
+            # Once the response is out (a slow client may take long), or cut off.
+            resp.on_settled(record)

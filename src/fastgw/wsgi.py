@@ -156,55 +156,41 @@ class WsgiHandler:
         result = None
         try:
             result = self.app(env, ex.start_response)
-            resp.finish(self.respond(ex, result))
+            if type(result) is FileWrapper and ex.status is not None and self.send_file(ex, result):
+                resp.finish(None)
+            elif (type(result) is list or type(result) is tuple) and len(result) <= 1 \
+                    and not ex.head_sent:
+                resp.finish(self.single_body(ex, result))
+            else:
+                stream = BodyStream(req, ex, result)
+                result = None  # the stream closes it, when it ends or is cut
+                stream.resume()
         except ClientDisconnected as e:
             log.info("client %s went away: %s", req.peer, e)
             resp.abort()
         except HttpError as e:
             log.info("bad request body from %s: %s %s", req.peer, e.status, e)
-            self.fail(ex, e.status_line, str(e))
+            fail(ex, e.status_line, str(e))
         except Exception:
             log.exception("error in the application for %s %s", req.method, req.target)
-            self.fail(ex, "500 Internal Server Error", "Internal Server Error")
+            fail(ex, "500 Internal Server Error", "Internal Server Error")
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("error in close() of the application's response")
+            if result is not None:
+                close_result(result)
 
-    def respond(self, ex, result):
-        """Send the response; return its last bytes if they can ride with the batch's flush."""
-        resp = ex.resp
-        if type(result) is FileWrapper and ex.status is not None and self.send_file(ex, result):
-            return None
-        if (type(result) is list or type(result) is tuple) and len(result) <= 1 and not ex.head_sent:
-            if ex.status is None:
-                raise AssertionError("the application returned without calling start_response()")
-            body = result[0] if result else b""
-            if type(body) is not bytes:
-                raise TypeError(f"the application's body must be bytes, not {type(body).__name__}")
-            if ex.length >= 0 and len(body) != ex.length and ex.status[:3] not in ("204", "304"):
-                raise ValueError(f"the application's Content-Length ({ex.length}) does not "
-                                 f"match its {len(body)}-byte body")
-            ex.send_head(len(body))
-            return body
-        for chunk in result:
-            if type(chunk) is not bytes:
-                raise TypeError(f"the application yielded {type(chunk).__name__}, not bytes")
-            if not chunk:
-                continue
-            if not ex.head_sent:
-                if ex.status is None:
-                    raise AssertionError("the application yielded a body before start_response()")
-                ex.send_head()
-            resp.write(chunk)
-        if not ex.head_sent:
-            if ex.status is None:
-                raise AssertionError("the application returned without calling start_response()")
-            ex.send_head(0)
-        return None
+    @staticmethod
+    def single_body(ex, result):
+        """The bytes of a one-item (or empty) list body, after its head is queued."""
+        if ex.status is None:
+            raise AssertionError("the application returned without calling start_response()")
+        body = result[0] if result else b""
+        if type(body) is not bytes:
+            raise TypeError(f"the application's body must be bytes, not {type(body).__name__}")
+        if ex.length >= 0 and len(body) != ex.length and ex.status[:3] not in ("204", "304"):
+            raise ValueError(f"the application's Content-Length ({ex.length}) does not "
+                             f"match its {len(body)}-byte body")
+        ex.send_head(len(body))
+        return body
 
     def send_file(self, ex, wrapper):
         """Send a FileWrapper over a regular file with sendfile(2); False to iterate instead."""
@@ -223,11 +209,80 @@ class WsgiHandler:
         ex.resp.send_file(fd, offset, count)
         return True
 
-    def fail(self, ex, status, text):
-        if ex.head_sent:
-            ex.resp.abort()
-            return
-        body = (text + "\n").encode("utf-8", "replace")
-        headers = [("Content-Type", "text/plain; charset=utf-8")]
-        ex.resp.send_head(status, headers, len(body), False)
-        ex.resp.finish(body)
+
+
+def fail(ex, status, text):
+    """An error response, or a cut one when the head is already out."""
+    if ex.head_sent:
+        ex.resp.abort()
+        return
+    body = (text + "\n").encode("utf-8", "replace")
+    headers = [("Content-Type", "text/plain; charset=utf-8")]
+    ex.resp.send_head(status, headers, len(body), False)
+    ex.resp.finish(body)
+
+
+def close_result(result):
+    """PEP 3333: the server calls close() of what the application returned, always."""
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("error in close() of the application's response")
+
+
+class BodyStream:
+    """A body iterable sent as the client takes it.
+
+    resume() runs the iterator until it ends or the responder's write() says the
+    client lags; then it parks itself on the responder, which calls resume() again
+    once the queue is empty (inline, or on an application thread) or cancel() if
+    the connection is lost. Either way close() of the application's iterable is
+    called exactly once.
+    """
+
+    __slots__ = ("req", "ex", "result", "it")
+
+    def __init__(self, req, ex, result):
+        self.req = req
+        self.ex = ex
+        self.result = result
+        self.it = iter(result)
+
+    def resume(self):
+        ex = self.ex
+        resp = ex.resp
+        try:
+            for chunk in self.it:
+                if type(chunk) is not bytes:
+                    raise TypeError(f"the application yielded {type(chunk).__name__}, not bytes")
+                if not chunk:
+                    continue
+                if not ex.head_sent:
+                    if ex.status is None:
+                        raise AssertionError("the application yielded a body before start_response()")
+                    ex.send_head()
+                if not resp.write(chunk):
+                    resp.park(self)
+                    return
+            if not ex.head_sent:
+                if ex.status is None:
+                    raise AssertionError("the application returned without calling start_response()")
+                ex.send_head(0)
+            resp.finish(None)
+        except ClientDisconnected as e:
+            log.info("client %s went away: %s", self.req.peer, e)
+            resp.abort()
+        except HttpError as e:
+            log.info("bad request body from %s: %s %s", self.req.peer, e.status, e)
+            fail(ex, e.status_line, str(e))
+        except Exception:
+            log.exception("error in the application for %s %s", self.req.method, self.req.target)
+            fail(ex, "500 Internal Server Error", "Internal Server Error")
+        self.cancel()
+
+    def cancel(self):
+        result, self.result = self.result, None
+        if result is not None:
+            close_result(result)
