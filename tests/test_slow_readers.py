@@ -17,6 +17,8 @@ def stalled(port, target):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    # a worker held by an earlier stalled reader would never answer: fail, do not hang
+    sock.settimeout(10)
     return sock
 
 
