@@ -442,13 +442,8 @@ cdef class FcgiProtocol(Protocol):
     def call_handler(self):
         """Run the handler, or the next steps of the producer it parked."""
         cdef Connection conn = self.conn
-        cdef object producer = self.parked
         try:
-            if producer is None:
-                self.handler(self.req, self)
-            else:
-                self.parked = None
-                producer.resume()
+            self.run_step(self.handler, self.req)
             if (self.parked is None and self.finished and self.current.keep_conn and not self.body.done and not self.aborted
                     and not conn.closed and not conn.close_requested):
                 self.body.drain(1 << 62)

@@ -978,13 +978,8 @@ cdef class HttpProtocol(Protocol):
     def call_handler(self):
         """Run the handler, or the next steps of the producer it parked."""
         cdef Connection conn = self.conn
-        cdef object producer = self.parked
         try:
-            if producer is None:
-                self.handler(self.req, self)
-            else:
-                self.parked = None
-                producer.resume()
+            self.run_step(self.handler, self.req)
         except ClientDisconnected:
             conn.close()
         except Exception:

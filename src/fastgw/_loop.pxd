@@ -48,6 +48,7 @@ cdef class Protocol:
     cdef void data_received(self) except *
     cdef void write_drained(self) except *
     cdef void output_drained(self) except *
+    cdef void run_step(self, object handler, object req) except *
     cdef void continue_response(self) except *
     cdef void await_drain(self) except *
     cdef void check_settled(self) except *

@@ -288,6 +288,16 @@ cdef class Protocol:
             self.check_settled()
             self.write_drained()
 
+    cdef void run_step(self, object handler, object req) except *:
+        """Call the handler for a new request, or the next steps of the producer it
+        parked (what every protocol's call_handler runs, inline or on a thread)."""
+        cdef object producer = self.parked
+        if producer is None:
+            handler(req, self)
+        else:
+            self.parked = None
+            producer.resume()
+
     cdef void continue_response(self) except *:
         """Run the parked producer's next steps the way the request itself ran."""
         cdef object job = (<object>self).call_handler

@@ -176,13 +176,8 @@ cdef class CgiVarsProtocol(Protocol):
 
     def call_handler(self):
         """Run the handler, or the next steps of the producer it parked."""
-        cdef object producer = self.parked
         try:
-            if producer is None:
-                self.handler(self.req, self)
-            else:
-                self.parked = None
-                producer.resume()
+            self.run_step(self.handler, self.req)
         except ClientDisconnected:
             self.conn.close()
         except Exception:
