@@ -159,6 +159,10 @@ cdef class Loop:
     cdef public object tick
     cdef double stop_deadline
     cdef public str spool_dir
+    # counted by each sweep, for the metrics: connections whose output waits for the
+    # client, and the bytes queued for them
+    cdef readonly Py_ssize_t waiting_on_clients
+    cdef readonly Py_ssize_t queued_output
     # connections whose queued output is to be tried again on the next turn of the loop
     cdef list retry_write
     cdef readonly bint threaded

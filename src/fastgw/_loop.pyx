@@ -156,6 +156,10 @@ cdef enum:
     # Push-style body bytes go to the connection's spool file past this much queued.
     SPILL_THRESHOLD = 1048576
 
+# What one connection may spill before the client counts as gone (nginx's
+# proxy_max_temp_file_size default): the disk a stalled reader costs is bounded too.
+cdef long long SPOOL_MAX = 1 << 30
+
 # After a response that closes the connection, how long to read and discard what
 # the client still sends, so the kernel does not answer it with a reset: idle at
 # most LINGER_TIMEOUT, in all at most LINGER_TOTAL (nginx's lingering_timeout and
@@ -763,6 +767,10 @@ cdef class Connection(Handle):
         if self.spool is None:
             self.spool = own_fd(open_unlinked(self.loop.spool_dir))
             self.spool_end = 0
+        elif self.spool_end + n > SPOOL_MAX:
+            self.close_reason = (f"the client fell {SPOOL_MAX >> 20} MiB behind the response "
+                                 f"(the spool limit)")
+            raise ClientDisconnected(self.close_reason)
         while done < n:
             w = pwrite(self.spool.fd, p + done, n - done, self.spool_end + done)
             if w < 0:
@@ -1214,7 +1222,11 @@ cdef class Loop:
     cdef void sweep(self, double now) except *:
         cdef Connection conn
         cdef double deadline
+        cdef Py_ssize_t waiting = 0, queued = 0
         for conn in list(self.conns.values()):
+            if conn.out_bytes:
+                waiting += 1
+                queued += conn.out_bytes
             if conn.closed or conn.owned:
                 continue
             if conn.close_deadline and now > conn.close_deadline:
@@ -1240,6 +1252,8 @@ cdef class Loop:
                     except Exception:
                         log.exception("internal error timing out a connection; closing it")
                         conn.close()
+        self.waiting_on_clients = waiting
+        self.queued_output = queued
 
     cdef int poll_once(self, fgw_event *out, int timeout_ms) except -2:
         """The poll(2) backend: level-triggered, interest recomputed from the handles."""

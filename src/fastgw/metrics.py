@@ -43,8 +43,11 @@ RESPONSE_BYTES = DURATION_SUM + 1
 UPSTREAM_ERRORS = RESPONSE_BYTES + 1
 IN_FLIGHT = UPSTREAM_ERRORS + 1                # gauges from here on
 CONNECTIONS = IN_FLIGHT + 1
+WAITING_ON_CLIENTS = CONNECTIONS + 1
+QUEUED_OUTPUT = WAITING_ON_CLIENTS + 1
+LAST_GAUGE = QUEUED_OUTPUT
 COUNTER_WORDS = IN_FLIGHT
-assert CONNECTIONS < SLOT_WORDS
+assert LAST_GAUGE < SLOT_WORDS
 
 UPSTREAM_KINDS = ("fastcgi", "scgi")
 UPSTREAM_STATUSES = (502, 504)
@@ -129,7 +132,7 @@ class MetricsPage:
             words = self.words
             for slot in self.live:
                 base = slot * SLOT_WORDS
-                for i in range(CONNECTIONS + 1):
+                for i in range(LAST_GAUGE + 1):
                     value = words[base + i]
                     if value:
                         total[i] += value
@@ -167,6 +170,13 @@ class MetricsPage:
                 ("fastgw_connections", "gauge",
                  "Open client connections (each worker reports once a second).",
                  total[CONNECTIONS]),
+                ("fastgw_connections_waiting_on_client", "gauge",
+                 "Connections whose response waits for a slow client to read it.",
+                 total[WAITING_ON_CLIENTS]),
+                ("fastgw_output_queued_bytes", "gauge",
+                 "Response bytes queued for clients that have not read them yet "
+                 "(memory, spool files and file ranges).",
+                 total[QUEUED_OUTPUT]),
                 ("fastgw_response_body_bytes_total", "counter", "Response body bytes sent.",
                  total[RESPONSE_BYTES]),
                 ("fastgw_upstream_errors_total", "counter",
@@ -232,8 +242,11 @@ class WorkerMetrics:
             if lock is not None:
                 lock.release()
 
-    def set_connections(self, count):
-        self.words[CONNECTIONS] = count
+    def set_connections(self, count, waiting, queued):
+        words = self.words
+        words[CONNECTIONS] = count
+        words[WAITING_ON_CLIENTS] = waiting
+        words[QUEUED_OUTPUT] = queued
 
 
 class MetricsServer:

@@ -191,7 +191,8 @@ class Worker:
         self.beat()
         loop = self.loop
         if self.metrics is not None:
-            self.metrics.set_connections(loop.connection_count)
+            self.metrics.set_connections(loop.connection_count, loop.waiting_on_clients,
+                                         loop.queued_output)
         if self.stop_asked is not None and not loop.stopping:
             self.stop_accepting()
         if loop.stopping:
