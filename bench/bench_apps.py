@@ -57,5 +57,17 @@ def read_body(environ):
     return b"".join(parts)
 
 
+BLOCK64K = b"z" * 65536
+
+
+def hello_or_big(environ, start_response):
+    """Hello world, except /big: a 16 MiB generator body (64 KiB a step, no
+    Content-Length), what the stalled readers of the slow_readers scenario ask for."""
+    if environ.get("PATH_INFO") == "/big":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (BLOCK64K for _ in range(256))
+    return hello(environ, start_response)
+
+
 # uWSGI's --callable and the launchers look an application up by this name too.
 application = hello

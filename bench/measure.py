@@ -296,6 +296,73 @@ class IdleConnections:
         self.sockets = []
 
 
+class StalledReaders:
+    """Clients that ask for a large response and never read it: a 4 KiB receive
+    buffer (set before connect, so the window is small from the start), the request
+    sent, and nothing read after the first bytes of the answer.
+
+    `started` counts those whose first response bytes came within the deadline: a
+    server that serves one client at a time answers few of them.
+    """
+
+    def __init__(self, host, port, count, path, deadline_s=10.0):
+        self.sockets = []
+        self.started = 0
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        sel = selectors.DefaultSelector()
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setblocking(False)
+            try:
+                s.connect((host, port))
+            except BlockingIOError:
+                pass
+            except OSError:
+                s.close()
+                continue
+            self.sockets.append(s)
+            sel.register(s, selectors.EVENT_WRITE, False)
+        deadline = time.monotonic() + deadline_s
+        waiting = len(self.sockets)
+        while waiting and time.monotonic() < deadline:
+            for key, events in sel.select(timeout=0.2):
+                s = key.fileobj
+                try:
+                    if not key.data:
+                        s.send(request)
+                        sel.modify(s, selectors.EVENT_READ, True)
+                        continue
+                    first = s.recv(1, socket.MSG_PEEK)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    first = b""
+                if first:
+                    self.started += 1
+                sel.unregister(s)
+                waiting -= 1
+        sel.close()
+
+    def still_open(self):
+        """How many the server still holds (not closed or reset)."""
+        open_count = 0
+        for s in self.sockets:
+            try:
+                if s.recv(1, socket.MSG_PEEK):
+                    open_count += 1
+            except (BlockingIOError, InterruptedError):
+                open_count += 1
+            except OSError:
+                pass
+        return open_count
+
+    def close(self):
+        for s in self.sockets:
+            s.close()
+        self.sockets = []
+
+
 def _response_complete(data):
     status, headers, rest = _split_response(data)
     if not status:

@@ -133,6 +133,8 @@ def make_static_files(directory):
         f.write(block)
     with open(os.path.join(directory, "1m.bin"), "wb") as f:
         f.write(block * 256)
+    with open(os.path.join(directory, "64m.bin"), "wb") as f:  # what stalled readers ask for
+        f.write(block * (256 * 64))
 
 
 PROBLEM = re.compile(r"Traceback|\[(?:WARNING|ERROR|CRITICAL)\]|\[(?:error|crit|alert|emerg)\]|"
@@ -163,12 +165,12 @@ def smoke_check(scenario, host, port, deadline_s=10.0):
 
 def run_once(scenario, row, args, url_host):
     """Start the row's stack, check one answer, warm up, measure, stop. One result dict."""
-    from measure import IdleConnections, StartError, run_wrk, wrk_command
+    from measure import IdleConnections, StalledReaders, StartError, run_wrk, wrk_command
     result = {"scenario": scenario.name, "server": row.server, "ok": False}
     tmp = tempfile.mkdtemp(prefix=f"fastgw-bench-{scenario.name}-")
     stack = row.build(tmp)
     result["commands"] = stack.commands
-    idle = None
+    idle = stalled = None
     try:
         try:
             stack.start()
@@ -183,6 +185,9 @@ def run_once(scenario, row, args, url_host):
         log_marks = {name: len(text) for name, text in stack.logs().items()}
         if scenario.idle:
             idle = IdleConnections(url_host, stack.port, scenario.idle, scenario.path)
+        if scenario.stalled:
+            stalled = StalledReaders(url_host, stack.port, scenario.stalled,
+                                     scenario.stalled_path)
         wrk = lambda seconds: run_wrk(
             wrk_command(url, seconds, close=scenario.close, script=scenario.script),
             timeout=seconds + 60)
@@ -217,6 +222,9 @@ def run_once(scenario, row, args, url_host):
             result["idle"] = {"requested": scenario.idle, "answered": idle.answered,
                               "unanswered": idle.pending, "refused": idle.refused,
                               "open_at_end": idle.still_open()}
+        if stalled:
+            result["stalled"] = {"requested": scenario.stalled, "started": stalled.started,
+                                 "open_at_end": stalled.still_open()}
         exited = stack.exited()
         if exited:
             result["exited"] = exited
@@ -245,6 +253,8 @@ def run_once(scenario, row, args, url_host):
     finally:
         if idle:
             idle.close()
+        if stalled:
+            stalled.close()
         stack.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -308,6 +318,9 @@ def _progress_line(r, elapsed):
         text += f"  socket errors {r['socket_errors']} non-2xx {r['non_2xx_3xx']}"
     if "idle" in r:
         text += f"  idle open {r['idle']['open_at_end']}/{r['idle']['requested']}"
+    if "stalled" in r:
+        text += (f"  stalled readers answered {r['stalled']['started']}, "
+                 f"open {r['stalled']['open_at_end']}/{r['stalled']['requested']}")
     if r.get("log_problem_count"):
         text += f"  log problems {r['log_problem_count']}"
     if r.get("tree_changed"):

@@ -33,6 +33,8 @@ class Scenario:
     script: Optional[str] = None      # a wrk lua script
     check: Callable = None            # (host, port, path) -> None or an error text
     idle: int = 0                     # idle keep-alive connections held during the run
+    stalled: int = 0                  # clients that ask for stalled_path and never read
+    stalled_path: str = ""
     notes: List[str] = field(default_factory=list)
 
 
@@ -102,6 +104,30 @@ def idle1000(ctx, peers, features):
                            "them are given a long keep-alive timeout and a higher "
                            "connection limit (see the commands). `idle open` is how many "
                            "the server still held at the end of the run."])
+
+
+STALLED = 200
+
+
+def slow_readers(ctx, peers, features):
+    return Scenario("slow_readers", f"Hello world, keep-alive, 50 connections, while "
+                    f"{STALLED} clients hold a 16 MiB generator response they do not read",
+                    _http_rows(ctx, peers, "hello_or_big"), check=check_body(HELLO),
+                    stalled=STALLED, stalled_path="/big",
+                    notes=["Each stalled client has a 4 KiB receive buffer and reads only "
+                           "the first byte. Compare with `hello` in the same run: a server "
+                           "that gives a worker or thread to each stalled client answers "
+                           "the others slowly or not at all."])
+
+
+def slow_readers_static(ctx, peers, features):
+    scenario = _static("4k.bin", "4k", ctx, peers, features)
+    scenario.name = "slow_readers_static"
+    scenario.title = (f"Static 4k file, keep-alive, 50 connections, while {STALLED} "
+                      f"clients hold a 64 MiB file they do not read")
+    scenario.stalled, scenario.stalled_path = STALLED, "/static/64m.bin"
+    scenario.notes = ["Compare with `static4k` in the same run."]
+    return scenario
 
 
 def _static(name, size, ctx, peers, features):
@@ -175,5 +201,6 @@ def _nginx_row(label, peers, build):
 
 
 SCENARIOS = {f.__name__: f for f in (hello, hello_close, resp64k, post1m, static4k, static1m,
-                                     behind_nginx, idle1000)}
+                                     behind_nginx, idle1000, slow_readers,
+                                     slow_readers_static)}
 DEFAULT_SCENARIOS = list(SCENARIOS)
