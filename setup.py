@@ -7,6 +7,8 @@ CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-unused-funct
 extensions = [
     Extension("fastgw._loop", ["src/fastgw/_loop.pyx"], include_dirs=["csrc"],
               depends=["csrc/poller.h", "csrc/compat.h"], extra_compile_args=CFLAGS),
+    Extension("fastgw._bodybuf", ["src/fastgw/_bodybuf.pyx"], include_dirs=["csrc"],
+              extra_compile_args=CFLAGS),
     Extension("fastgw._http", ["src/fastgw/_http.pyx", "csrc/httpdate.c"],
               include_dirs=["csrc"], extra_compile_args=CFLAGS),
     Extension("fastgw._fcgi", ["src/fastgw/_fcgi.pyx"], include_dirs=["csrc"],

@@ -1,8 +1,10 @@
 """--metrics: Prometheus text summed over the workers, /healthz and /readyz, the drain
 window of --drain-seconds, and no connection of the listen backlog lost on SIGTERM."""
+import os
 import re
 import signal
 import socket
+import uuid
 
 import pytest
 
@@ -30,11 +32,19 @@ def scrape(port):
     return values
 
 
-# A request whose application blocks reading its body until the test sends the rest (the
-# body is larger than what the loop gathers before it calls an inline application).
+# A request whose application blocks reading its body until the test sends the rest: the
+# app is mounted at /stream with request_buffering = false (start_metrics_server), so it
+# is called before the body is whole (the body is larger than the loop waits for).
 BODY_SIZE = 200000
-BLOCKING_HEAD = request("POST", "/body/read", [("Content-Length", str(BODY_SIZE))], b"x" * 5)
+BLOCKING_HEAD = request("POST", "/stream/body/read", [("Content-Length", str(BODY_SIZE))],
+                        b"x" * 5)
 REST_OF_BODY = b"x" * (BODY_SIZE - 5)
+STREAM_MOUNT = """
+[[mount]]
+path = "/stream"
+app = "wsgiapp:application"
+request_buffering = false
+"""
 
 
 def requests_total(mount, status):
@@ -44,7 +54,11 @@ def requests_total(mount, status):
 def start_metrics_server(start_server, *args, **options):
     """A server with --metrics, once /readyz says it is ready (503 "starting" before the
     first worker has imported the application)."""
-    srv = start_server("wsgiapp:application", "--metrics", "127.0.0.1:0", *args, **options)
+    config = os.path.join(start_server.test_dir, f"metrics-{uuid.uuid4().hex}.toml")
+    with open(config, "w") as f:
+        f.write(STREAM_MOUNT)
+    srv = start_server("wsgiapp:application", "--metrics", "127.0.0.1:0", "--config", config,
+                       *args, **options)
     port = metrics_port(srv)
     wait_until(lambda: http_request(port, "GET", "/readyz").status == 200, 15,
                message="/readyz 200")

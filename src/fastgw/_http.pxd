@@ -12,6 +12,11 @@ cdef class HttpSettings:
     cdef public double keepalive_timeout
     cdef public bint proxy_protocol
     cdef public object proxy_trusted
+    # request bodies: where gathered ones spill to (None: the temp dir), and which
+    # requests get theirs as it arrives, or do not want it (a callable of the path
+    # answering BODY_GATHER, BODY_STREAM or BODY_UNWANTED; None: always gather)
+    cdef public str buffer_dir
+    cdef public object body_policy
 
 
 cdef bytes build_head(bytes prefix, str status, list headers, Py_ssize_t length,

@@ -19,6 +19,7 @@ from libc.string cimport memchr, memcpy, memcmp
 from libc.stdio cimport snprintf
 
 from fastgw._loop cimport BodyReader, Connection, Protocol, Request
+from fastgw._bodybuf cimport SpooledBody
 
 import logging
 
@@ -391,12 +392,19 @@ def encode_cgi_head(str status, list headers, Py_ssize_t length=-1):
     return build_head(CGI_STATUS_PREFIX, status, headers, length, False, False, None)
 
 
+# What HttpSettings.body_policy(path) answers (router.body_policies makes it).
+cpdef enum BodyPolicy:
+    BODY_GATHER = 0
+    BODY_STREAM = 1
+    BODY_UNWANTED = 2
+
+
 cdef class HttpSettings:
     """Limits and timeouts of the HTTP protocol (the --limit-* and *-timeout flags)."""
 
     def __init__(self, request_line=8190, field_size=8190, fields=100, head=65536, body=0,
                  chunk_line=4096, trailer=8192, header_timeout=10.0, keepalive_timeout=5.0,
-                 proxy_protocol=False, proxy_trusted=None):
+                 proxy_protocol=False, proxy_trusted=None, buffer_dir=None, body_policy=None):
         self.request_line = request_line
         self.field_size = field_size
         self.fields = fields
@@ -408,6 +416,8 @@ cdef class HttpSettings:
         self.keepalive_timeout = keepalive_timeout
         self.proxy_protocol = proxy_protocol
         self.proxy_trusted = proxy_trusted
+        self.buffer_dir = buffer_dir
+        self.body_policy = body_policy
 
 
 cdef class HttpBody(BodyReader):
@@ -419,6 +429,7 @@ cdef class HttpBody(BodyReader):
     cdef Py_ssize_t trailer_bytes
     cdef Py_ssize_t received
     cdef Py_ssize_t limit
+    cdef Py_ssize_t ready(self) except -2
 
     cdef Py_ssize_t available(self) except -1:
         """Bytes of body data ready in the buffer (waiting for some if needed); 0 at the end."""
@@ -429,10 +440,21 @@ cdef class HttpBody(BodyReader):
             # RFC 9110 10.1.1: no 100 (Continue) once some of the body is already here.
             if conn.rend == conn.rstart and self.proto is not None:
                 self.proto.send_continue()
+        while True:
+            avail = self.ready()
+            if avail >= 0:
+                return avail
+            conn.fill_blocking()
+
+    cdef Py_ssize_t ready(self) except -2:
+        """Body bytes at the buffer start, after any framing; 0 at the end of the body,
+        -1 when more must arrive first (never waits: the loop gathers with this)."""
+        cdef Connection conn = self.conn
+        cdef Py_ssize_t avail
         while not self.done:
             if self.chunked and self.cstate != CHUNK_DATA:
                 if not self.parse_framing():
-                    conn.fill_blocking()
+                    return -1
                 continue
             if self.remaining == 0:
                 if self.chunked:
@@ -442,8 +464,7 @@ cdef class HttpBody(BodyReader):
                 break
             avail = conn.rend - conn.rstart
             if avail == 0:
-                conn.fill_blocking()
-                continue
+                return -1
             return avail if avail < self.remaining else self.remaining
         return 0
 
@@ -544,6 +565,8 @@ cdef class HttpProtocol(Protocol):
     cdef Py_ssize_t scan_pos
     cdef double head_started
     cdef bint waiting_body
+    # the body the loop is gathering before the application is called (None: none)
+    cdef SpooledBody gathering
     cdef int empty_lines
     cdef bint proxied
     cdef bint busy
@@ -562,12 +585,13 @@ cdef class HttpProtocol(Protocol):
         self.settings = settings
 
     cdef bint is_idle(self):
-        return not self.busy and not self.waiting_body and self.conn.rend == self.conn.rstart
+        return (not self.busy and not self.waiting_body and self.gathering is None
+                and self.conn.rend == self.conn.rstart)
 
     cdef double deadline(self):
         if self.busy:
             return 0.0
-        if self.waiting_body:
+        if self.waiting_body or self.gathering is not None:
             return self.conn.last_active + self.conn.loop.io_timeout
         if self.conn.rend == self.conn.rstart:
             return self.conn.last_active + self.settings.keepalive_timeout
@@ -576,7 +600,8 @@ cdef class HttpProtocol(Protocol):
     cdef void timed_out(self) except *:
         # A client that let a timeout pass gets its 408 and a short lingering close, so
         # one that trickles bytes after it cannot keep the socket (LINGER_AFTER_TIMEOUT).
-        if self.waiting_body:
+        if self.waiting_body or self.gathering is not None:
+            self.gathering = None  # its temporary file goes with it
             self.reject(408, f"request body timed out: nothing received for "
                              f"{self.conn.loop.io_timeout:g} s", LINGER_AFTER_TIMEOUT)
         elif self.conn.rend == self.conn.rstart:
@@ -588,11 +613,17 @@ cdef class HttpProtocol(Protocol):
     cdef void write_drained(self) except *:
         self.data_received()
 
+    cdef void connection_lost(self) except *:
+        # a body being gathered goes now, its temporary file with it
+        self.gathering = None
+        Protocol.connection_lost(self)
+
     cdef void eof_received(self) except *:
         self.conn.close()
 
     cdef void data_received(self) except *:
         cdef Connection conn = self.conn
+        cdef int policy
         if self.busy:
             return
         if self.settings.proxy_protocol and not self.proxied:
@@ -604,7 +635,15 @@ cdef class HttpProtocol(Protocol):
                 conn.close()
                 return
         while not conn.closed and not conn.paused and not conn.want_close:
-            if self.waiting_body:
+            if self.gathering is not None:
+                try:
+                    if not self.gather():
+                        break
+                except HttpError as e:
+                    self.gathering = None
+                    self.reject(e.status, str(e))
+                    return
+            elif self.waiting_body:
                 if conn.rend - conn.rstart < self.req.content_length:
                     break
                 self.waiting_body = False
@@ -621,13 +660,25 @@ cdef class HttpProtocol(Protocol):
                 except HttpError as e:
                     self.reject(e.status, str(e))
                     return
-                # An app running inline would block the whole worker reading a body that
-                # trickles in: a small body is gathered by the loop first, as nginx does.
-                if (0 < self.req.content_length <= BUFFERED_BODY and not self.expect_continue
-                        and not conn.loop.threaded
-                        and conn.rend - conn.rstart < self.req.content_length):
-                    self.waiting_body = True
-                    break
+                # The application is called once the body is whole, so a client that
+                # sends it slowly holds a buffer, not the worker or a thread (nginx's
+                # request buffering): a small one waits in the read buffer, a larger
+                # one is gathered into a SpooledBody.
+                if self.body is not EMPTY_BODY and not self.body_is_here():
+                    policy = self.body_policy()
+                    if policy == BODY_GATHER:
+                        self.send_continue()
+                        if 0 < self.req.content_length <= BUFFERED_BODY:
+                            self.waiting_body = True
+                            break
+                        self.gathering = SpooledBody(self.settings.buffer_dir)
+                        continue
+                    elif (policy == BODY_STREAM and 0 < self.req.content_length <= BUFFERED_BODY
+                            and not self.expect_continue and not conn.loop.threaded):
+                        # streamed, but an inline app would block the worker on a small
+                        # body that trickles in: that one is still waited for
+                        self.waiting_body = True
+                        break
             self.run_request()
             if conn.owned:
                 return
@@ -636,6 +687,40 @@ cdef class HttpProtocol(Protocol):
                     return
         if not conn.closed and conn.out_bytes:
             self.flush_or_close()
+
+    cdef bint body_is_here(self):
+        """The whole Content-Length body is in the read buffer (the zero-copy case)."""
+        return (not self.body.chunked
+                and self.conn.rend - self.conn.rstart >= self.req.content_length)
+
+    cdef int body_policy(self) except -1:
+        """What the mount of this request does with a body: BODY_GATHER it before the
+        call (the default), BODY_STREAM it to the application as it arrives
+        (request_buffering = false), or BODY_UNWANTED (static files, no mount): the
+        handler answers without it, and no 100 (Continue) invites it."""
+        body_policy = self.settings.body_policy
+        return BODY_GATHER if body_policy is None else body_policy(self.req.path)
+
+    cdef bint gather(self) except -1:
+        """Move the body bytes that arrived into the SpooledBody; True once it is whole,
+        and it is then the request's wsgi.input."""
+        cdef Connection conn = self.conn
+        cdef HttpBody body = self.body
+        cdef SpooledBody gathering = self.gathering
+        cdef Py_ssize_t n
+        while True:
+            n = body.ready()
+            if n < 0:
+                return False
+            if n == 0:
+                break
+            gathering.append(conn.rbuf + conn.rstart, n)
+            conn.rstart += n
+            body.remaining -= n
+        gathering.complete()
+        self.req.body = gathering
+        self.gathering = None
+        return True
 
     cdef bint read_proxy_header(self) except -1:
         """The PROXY protocol (v1 text or v2 binary) header a load balancer sends first:
@@ -906,6 +991,7 @@ cdef class HttpProtocol(Protocol):
         self.keep_alive = not self.client_closes
         self.head_request = req.method == "HEAD"
         self.expect_continue = expect and self.version == 11
+        self.continue_sent = False
         conn.rstart += end
         self.scan_pos = 0
         self.empty_lines = 0
@@ -965,7 +1051,6 @@ cdef class HttpProtocol(Protocol):
         self.busy = True
         self._head_sent = False
         self.finished = False
-        self.continue_sent = False
         conn.loop.requests += 1
         conn.loop.beat()
         self.sent = 0
@@ -1021,10 +1106,14 @@ cdef class HttpProtocol(Protocol):
         # arrives first is answered (with Connection: close).
 
     cdef void send_continue(self) except *:
-        if self.expect_continue and not self.continue_sent and not self._head_sent:
+        """100 (Continue) to a client that waits for it before it sends the body, once the
+        body is wanted; from the loop it goes out with the next flush."""
+        if (self.expect_continue and not self.continue_sent and not self._head_sent
+                and self.conn.rend == self.conn.rstart):
             self.continue_sent = True
             self.conn.queue(CONTINUE)
-            self.conn.flush(0)
+            if self.busy:
+                self.conn.flush(0)
 
     # The responder interface the handlers call.
 

@@ -21,6 +21,10 @@ cdef class OwnedFd:
     cdef int fd
 
 
+cdef int write_all(int fd, const char *data, Py_ssize_t n, long long offset,
+                   str what) except -1
+
+
 cdef class FileRange:
     # A part of a file in a connection's output queue; `holder` owns the descriptor
     # once the handler that queued it may have closed its own (None: borrowed).

@@ -202,6 +202,22 @@ cdef class OwnedFd:
             c_close(self.fd)
 
 
+cdef int write_all(int fd, const char *data, Py_ssize_t n, long long offset,
+                   str what) except -1:
+    """pwrite(2) all of it at `offset` (a temporary file: short writes only when the disk
+    is full, which raises)."""
+    cdef Py_ssize_t done = 0
+    cdef ssize_t w
+    while done < n:
+        w = pwrite(fd, data + done, n - done, offset + done)
+        if w < 0:
+            if errno == EINTR:
+                continue
+            raise OSError(errno, f"cannot {what}: {strerror(errno).decode()}")
+        done += w
+    return 0
+
+
 cdef OwnedFd own_fd(int fd):
     cdef OwnedFd holder = OwnedFd.__new__(OwnedFd)
     holder.fd = fd
@@ -771,14 +787,7 @@ cdef class Connection(Handle):
             self.close_reason = (f"the client fell {SPOOL_MAX >> 20} MiB behind the response "
                                  f"(the spool limit)")
             raise ClientDisconnected(self.close_reason)
-        while done < n:
-            w = pwrite(self.spool.fd, p + done, n - done, self.spool_end + done)
-            if w < 0:
-                if errno == EINTR:
-                    continue
-                raise OSError(errno, f"cannot spill a response to a temporary file: "
-                                     f"{strerror(errno).decode()}")
-            done += w
+        write_all(self.spool.fd, p, n, self.spool_end, "spill a response to a temporary file")
         # Contiguous spilled bytes are one range (no framing in between).
         if self.out_index < len(self.out):
             item = self.out[len(self.out) - 1]

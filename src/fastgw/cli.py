@@ -161,6 +161,11 @@ def add_serve_arguments(serve):
     serve.add_argument("--io-timeout", type=seconds, default=30.0, metavar="SECONDS",
                        help="how long a request may wait for the client to send more of its "
                             "body or to take more of the response (default 30)")
+    serve.add_argument("--body-buffer-dir", metavar="DIR",
+                       help="where request bodies larger than memory allows wait, in unlinked "
+                            "temporary files, until the application is called; also where "
+                            "responses a slow client lags behind spill (default: the "
+                            "system's temporary directory)")
     serve.add_argument("--max-connections", type=positive_int, default=4096, metavar="N",
                        help="open connections per worker; beyond it accepting pauses "
                             "(default 4096)")
@@ -324,6 +329,8 @@ def config_from_args(args, file_config=None):
         graceful_timeout=args.graceful_timeout,
         header_timeout=args.header_timeout,
         io_timeout=args.io_timeout,
+        body_buffer_dir=(os.path.abspath(args.body_buffer_dir) if args.body_buffer_dir
+                         else None),
         max_connections=args.max_connections,
         limit_request_line=args.limit_request_line,
         limit_request_field_size=args.limit_request_field_size,

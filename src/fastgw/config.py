@@ -136,6 +136,9 @@ class Mount:
     manifest: Optional[str] = None
     # App mounts: the process group (config.groups) whose processes run the app.
     group: Optional[str] = None
+    # False: the application reads the request body as it arrives (nginx's
+    # request_buffering off), instead of being called once the loop has it all.
+    request_buffering: bool = True
     # "--mount '/api=api:app'" or "fastgw.toml: [[mount]] #2": where to fix a mistake.
     source: str = field(default="", compare=False)
     # "app", "group" (an app in a process group), "dir", "file", "cgi", "fastcgi", "scgi"
@@ -422,6 +425,7 @@ class Config:
     graceful_timeout: float = 30.0
     header_timeout: float = 10.0
     io_timeout: float = 30.0
+    body_buffer_dir: Optional[str] = None
     max_connections: int = 4096
     limit_request_line: int = 8190
     limit_request_field_size: int = 8190
@@ -502,6 +506,14 @@ class Config:
                               f"(no limit) or more bytes")
         if self.chdir is not None and not os.path.isdir(self.chdir):
             raise ConfigError(f"--chdir {self.chdir!r}: no such directory")
+        if self.body_buffer_dir is not None:
+            if not os.path.isdir(self.body_buffer_dir):
+                raise ConfigError(f"--body-buffer-dir {self.body_buffer_dir!r}: no such "
+                                  f"directory")
+            if not os.access(self.body_buffer_dir, os.W_OK | os.X_OK):
+                raise ConfigError(f"--body-buffer-dir {self.body_buffer_dir!r}: not writable "
+                                  f"by this user (the workers write their temporary files "
+                                  f"there)")
         if not self.binds:
             raise ConfigError("no --bind given")
         self.validate_operations()

@@ -20,10 +20,10 @@ from fastgw.config import Mount, fs_str
 from fastgw.errors import ConfigError
 
 # [server] keys holding file system paths, resolved against the file's directory.
-PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log"})
+PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log", "body_buffer_dir"})
 MOUNT_KEYS = ("path", "app", "static", "index", "cache_control", "dotfiles",
               "follow_symlinks", "precompressed", "cgi", "fastcgi", "scgi", "params",
-              "split_path_info", "timeout", "auth", "manifest", "group")
+              "split_path_info", "timeout", "auth", "manifest", "group", "request_buffering")
 GATEWAY_KEYS = ("cgi", "fastcgi", "scgi")
 STATIC_ONLY_KEYS = ("index", "cache_control", "dotfiles", "follow_symlinks", "precompressed",
                     "manifest")
@@ -300,4 +300,12 @@ def mount_entry(label, number, entry, base):
         static = resolve(base, static)
     if "group" in entry:
         options["group"] = entry["group"]
+    if "request_buffering" in entry:
+        if not isinstance(entry["request_buffering"], bool):
+            raise ConfigError(f"{where}: request_buffering = "
+                              f"{toml_value(entry['request_buffering'])}: must be true or false")
+        if app is None and not gateway:
+            raise ConfigError(f"{where}: request_buffering only applies to mounts that take "
+                              f"request bodies (app, cgi, fastcgi, scgi)")
+        options["request_buffering"] = entry["request_buffering"]
     return Mount(path=path, app=app, static=static, source=where, **options, **gateway)

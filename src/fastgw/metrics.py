@@ -45,7 +45,9 @@ IN_FLIGHT = UPSTREAM_ERRORS + 1                # gauges from here on
 CONNECTIONS = IN_FLIGHT + 1
 WAITING_ON_CLIENTS = CONNECTIONS + 1
 QUEUED_OUTPUT = WAITING_ON_CLIENTS + 1
-LAST_GAUGE = QUEUED_OUTPUT
+BODY_MEMORY = QUEUED_OUTPUT + 1
+BODY_DISK = BODY_MEMORY + 1
+LAST_GAUGE = BODY_DISK
 COUNTER_WORDS = IN_FLIGHT
 assert LAST_GAUGE < SLOT_WORDS
 
@@ -177,6 +179,13 @@ class MetricsPage:
                  "Response bytes queued for clients that have not read them yet "
                  "(memory, spool files and file ranges).",
                  total[QUEUED_OUTPUT]),
+                ("fastgw_request_body_memory_bytes", "gauge",
+                 "Request bodies gathered before the application is called, in memory.",
+                 total[BODY_MEMORY]),
+                ("fastgw_request_body_disk_bytes", "gauge",
+                 "Request bodies gathered before the application is called, in temporary "
+                 "files (--body-buffer-dir).",
+                 total[BODY_DISK]),
                 ("fastgw_response_body_bytes_total", "counter", "Response body bytes sent.",
                  total[RESPONSE_BYTES]),
                 ("fastgw_upstream_errors_total", "counter",
@@ -242,11 +251,13 @@ class WorkerMetrics:
             if lock is not None:
                 lock.release()
 
-    def set_connections(self, count, waiting, queued):
+    def set_connections(self, count, waiting, queued, body_memory, body_disk):
         words = self.words
         words[CONNECTIONS] = count
         words[WAITING_ON_CLIENTS] = waiting
         words[QUEUED_OUTPUT] = queued
+        words[BODY_MEMORY] = body_memory
+        words[BODY_DISK] = body_disk
 
 
 class MetricsServer:

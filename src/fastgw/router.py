@@ -121,6 +121,30 @@ class Router:
             log.exception("cannot write the access log")
 
 
+def body_policies(router, mounts):
+    """The HTTP layer's HttpSettings.body_policy: for a request path, whether its body is
+    gathered before the call (most mounts), streamed to the application as it arrives
+    (request_buffering = false) or not wanted (static files, or no mount: the answer
+    needs no body). None when every path gathers."""
+    from fastgw._http import BodyPolicy
+    policies = {}
+    for m in mounts:
+        prefix = "" if m.path == "/" else m.wire_path
+        if m.static is not None:
+            policies[prefix] = BodyPolicy.BODY_UNWANTED
+        elif not m.request_buffering:
+            policies[prefix] = BodyPolicy.BODY_STREAM
+    if "" not in policies and not any(m.path == "/" for m in mounts):
+        policies[""] = BodyPolicy.BODY_UNWANTED
+    if not policies:
+        return None
+    gather = BodyPolicy.BODY_GATHER
+
+    def policy(path):
+        return policies.get(router.match(path)[0], gather)
+    return policy
+
+
 def not_found(req, resp):
     resp.send_head("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")],
                    len(NOT_FOUND_BODY), False)

@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+from fastgw._bodybuf import buffered as buffered_bodies
 from fastgw._fcgi import FcgiProtocol
 from fastgw._http import HttpProtocol, HttpSettings
 from fastgw._loop import Loop
@@ -19,7 +20,7 @@ from fastgw.errors import AppLoadError
 from fastgw.listeners import pending_connections
 from fastgw.loader import load_app
 from fastgw.proxyheaders import TrustedProxies
-from fastgw.router import build_router
+from fastgw.router import body_policies, build_router
 from fastgw.threadpool import ThreadPool
 
 log = logging.getLogger("fastgw.error")
@@ -122,9 +123,12 @@ class Worker:
             trailer=config.limit_trailer_size, header_timeout=config.header_timeout,
             keepalive_timeout=config.keepalive, proxy_protocol=config.proxy_protocol,
             proxy_trusted=(TrustedProxies.from_config(config.proxy_allow_ips)
-                           if config.proxy_protocol else None))
+                           if config.proxy_protocol else None),
+            buffer_dir=config.body_buffer_dir,
+            body_policy=body_policies(router, config.mounts))
         loop = self.loop = Loop()
         loop.io_timeout = config.io_timeout
+        loop.spool_dir = config.body_buffer_dir
         loop.graceful_timeout = config.graceful_timeout
         loop.max_connections = config.max_connections
         loop.tick = self.tick
@@ -192,7 +196,7 @@ class Worker:
         loop = self.loop
         if self.metrics is not None:
             self.metrics.set_connections(loop.connection_count, loop.waiting_on_clients,
-                                         loop.queued_output)
+                                         loop.queued_output, *buffered_bodies())
         if self.stop_asked is not None and not loop.stopping:
             self.stop_accepting()
         if loop.stopping:
