@@ -501,6 +501,12 @@ class UwsgiSite:
             out.mount(where, "/", app=self.app_spec(where, target))
         for where, prefix, target in self.mounts:
             out.mount(where, prefix, app=self.app_spec(where, target))
+        if self.mounts and self.app_module is None and \
+                all(prefix.rstrip("/") for _, prefix, _ in self.mounts):
+            where, _, target = self.mounts[0]
+            out.mount(where, "/", app=self.app_spec(where, target))
+            out.note(where, "uWSGI answers URLs below no mount point with its first "
+                            "application (SCRIPT_NAME empty): so does the mount at /")
 
 
 def translate(spec):
