@@ -154,8 +154,10 @@ def imported(command, source, toml_path, *args, env=None, cwd=None):
 
 
 def serve_imported(toml_path, listeners=1, cwd=None):
-    """fastgw serving the imported file; `.listeners` holds its `Listening at:` lines."""
-    server = Server(None, ["--config", str(toml_path)], default_bind=False,
+    """fastgw serving the imported file; `.listeners` holds its `Listening at:` lines
+    (logged at level info, whatever log level the file sets)."""
+    server = Server(None, ["--config", str(toml_path), "--log-level", "info"],
+                    default_bind=False,
                     default_workers=False, chdir=None, cwd=cwd)
     server.wait_for_log(LISTEN_RE, count=listeners)
     server.listeners = [LISTEN_RE.search(line).group(1) for line in server.log_lines()

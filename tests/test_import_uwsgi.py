@@ -14,6 +14,7 @@ from sidebyside import (Peer, django_project, fetch, free_port, http_port, impor
                         imported, peer_binary, same_answers, serve_imported, stopped,
                         without_csrf)
 from fgwtest import APPS_DIR
+from test_behind_nginx import adapt_snippet, doc_snippets, running_nginx
 
 APP_REQUESTS = [
     ("GET", "/"), ("GET", "/a/b?x=1&y=%C3%A9"), ("GET", "/status/404"), ("GET", "/status/503"),
@@ -192,6 +193,59 @@ static-map = /static={site}/static
             ("GET", "/static/hello.txt"), ("GET", "/static/css/site.css")])
         assert oct(os.stat(ours).st_mode & 0o777) == oct(os.stat(peer_sock).st_mode & 0o777) \
             == oct(0o660)
+    finally:
+        peer.stop()
+        if server is not None:
+            stopped(server)
+
+
+def test_socket_behind_nginx_uwsgi_pass(site):
+    """The ini of a site behind nginx (`socket` over TCP and a UNIX socket): nginx's
+    uwsgi_pass blocks of docs/deployment.md, unchanged but for the addresses, in front
+    of uWSGI and in front of fastgw, answer alike."""
+    ours, theirs = site / "ours", site / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    ini = write(site / "site.ini", f"""
+[uwsgi]
+module = importapp:application
+pythonpath = {site}/app
+socket = 127.0.0.1:$(PORT)
+socket = $(SOCKDIR)/uwsgi.sock
+static-map = /static={site}/static
+processes = 2
+master = true
+""")
+    toml = imported("import-uwsgi", ini, site / "fastgw.toml",
+                    env={"PORT": "0", "SOCKDIR": str(ours)})
+    assert "uwsgi_pass" in toml
+    port = free_port()
+    peer = Peer([peer_binary("uwsgi"), "--ini", str(ini)], str(site), str(site / "uwsgi.log"),
+                env={"PORT": str(port), "SOCKDIR": str(theirs)})
+    server = None
+    try:
+        peer.wait_ready(port, probe=None)
+        peer.wait_ready(str(theirs / "uwsgi.sock"), probe=None)
+        server = serve_imported(site / "fastgw.toml", listeners=2, cwd=str(site))
+        tcp = next(l for l in server.listeners if l.startswith("uwsgi://127.0.0.1:"))
+        upstreams = {"peer-tcp": ("uwsgi-tcp", f"127.0.0.1:{port}"),
+                     "peer-unix": ("uwsgi-unix", f"unix:{theirs}/uwsgi.sock"),
+                     "fastgw-tcp": ("uwsgi-tcp", tcp[len("uwsgi://"):]),
+                     "fastgw-unix": ("uwsgi-unix", f"unix:{ours}/uwsgi.sock")}
+        ports = {name: free_port() for name in upstreams}
+        snippets = doc_snippets()
+        blocks = [adapt_snippet(doc, snippets[doc], {doc: address}, ports[name])
+                  for name, (doc, address) in upstreams.items()]
+        nginx_dir = site / "nginx"
+        nginx_dir.mkdir()
+        with running_nginx(str(nginx_dir), blocks, ports) as nginx:
+            for transport in ("tcp", "unix"):
+                same_answers(ports["peer-" + transport], ports["fastgw-" + transport],
+                             APP_REQUESTS + [("GET", "/static/hello.txt"),
+                                             ("GET", "/static/css/site.css")])
+            errors = [line for line in nginx.error_log_text().splitlines()
+                      if "[error]" in line or "[crit]" in line]
+            assert not errors, errors
     finally:
         peer.stop()
         if server is not None:

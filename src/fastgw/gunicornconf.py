@@ -33,14 +33,14 @@ HOOKS = {
     "worker_exit": "atexit in the application", "nworkers_changed": "SIGTTIN/SIGTTOU log "
     "the new count", "on_exit": "systemd's `ExecStopPost=`", "ssl_context": "TLS in nginx",
 }
-# gunicorn's access log atoms -> fastgw's directives (docs/operations.md).
+# gunicorn's access log atoms -> fastgw's directives (docs/operations.md). gunicorn's
+# %(b)s is '-' only when nothing was sent at all, so it is "0" for a HEAD: fastgw's %B.
 LOG_ATOMS = {
     "h": "%h", "l": "%l", "u": "%u", "t": "%t", "r": "%r", "m": "%m", "U": "%U", "H": "%H",
-    "s": "%>s", "B": "%B", "b": "%b", "f": "%{Referer}i", "a": "%{User-Agent}i", "T": "%T",
+    "s": "%>s", "B": "%B", "b": "%B", "f": "%{Referer}i", "a": "%{User-Agent}i", "T": "%T",
     "D": "%D", "p": "<%P>",
 }
 LOG_ATOM = re.compile(r"%%|%\((\{[^}]*\}[a-z]|[A-Za-z]+)\)s")
-GUNICORN_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 RULES = RuleBook([
     Rule(("wsgi_app",), MAPS, '`[[mount]] path = "/"`, `app = ...` (or the APP argument, as '

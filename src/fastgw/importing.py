@@ -86,9 +86,10 @@ class Translation:
         self.server[key] = value
 
     def add(self, key, values):
-        """Append to a list-valued [server] key (bind, pythonpath)."""
+        """Append to a list-valued [server] key (bind, pythonpath); a directory already on
+        the python path is not added twice."""
         current = self.server.setdefault(key, [])
-        current.extend(v for v in values if v not in current)
+        current.extend(v for v in values if key == "bind" or v not in current)
 
     def mount(self, where, path, **table):
         path = path.rstrip("/") or "/"
