@@ -116,6 +116,7 @@ http-socket = 127.0.0.1:$(PORT)
             ("GET", "/onex"), ("GET", "/")])
         assert b'"script_name": "/two"' in answers[len(APP_REQUESTS) + 1][2]
         assert 'threads = 2' in toml and 'workers = 2' in toml
+        assert "without manage-script-name" not in toml
     finally:
         peer.stop()
         stopped(server)
@@ -286,6 +287,8 @@ def test_unreadable_or_sectionless_files(tmp_path):
     assert done.returncode == 2 and "nothing to serve" in done.stderr
     path, done = run_import(tmp_path, "[uwsgi]\nini = site.ini\nmodule = x\n")
     assert done.returncode == 2 and "includes itself" in done.stderr
+    path, done = run_import(tmp_path, "[uwsgi]\nmount = /a=x:app\n")
+    assert done.returncode == 0 and f"# {path}:2: mount without manage-script-name" in done.stdout
 
 
 def test_notes_name_file_and_line(tmp_path):

@@ -6,7 +6,8 @@ gunicorn reads them: a name that is a gunicorn setting is one, anything else is
 ignored. Each setting is looked up in RULES, the table docs/migrating.md shows: a
 `MAPS` rule is handled by the method `on_<name>` of `GunicornSite`, a `NOTE` rule is a
 note, a `REFUSE` rule an error (exit 2). Notes point at the line that set the name
-(found in the file's syntax tree). gunicorn's defaults that fastgw does not share and
+(found in the file's syntax tree), and a value computed by Python (cpu_count()) is
+noted as computed on the machine that ran the import. gunicorn's defaults that fastgw does not share and
 a site would notice (one worker; X-Forwarded-Proto trusted from 127.0.0.1) are
 written out.
 """
@@ -116,12 +117,13 @@ ASYNC_WORKERS = ("gevent", "eventlet", "tornado", "gaiohttp")
 
 
 def definitions(path, source):
-    """name -> FILE:LINE of the last statement that binds it outside functions."""
-    lines = {}
+    """(name -> FILE:LINE of the last statement that binds it outside functions, names
+    whose value there is computed rather than written as a literal)."""
+    lines, computed = {}, set()
     try:
         tree = ast.parse(source, path)
     except SyntaxError:
-        return lines
+        return lines, computed
 
     def visit(body):
         for node in body:
@@ -131,13 +133,27 @@ def definitions(path, source):
             for child in ast.walk(node):
                 if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
                     lines[child.id] = f"{path}:{node.lineno}"
+                    computed.discard(child.id)
+                    if not literal(node):
+                        computed.add(child.id)
             for field in ("body", "orelse", "finalbody", "handlers"):
                 inner = getattr(node, field, None)
                 if isinstance(inner, list):
                     visit(inner)
 
     visit(tree.body)
-    return lines
+    return lines, computed
+
+
+def literal(node):
+    """Is `node` an assignment of a value written out (a number, a string, a list)?"""
+    if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+        return False
+    try:
+        ast.literal_eval(node.value)
+    except ValueError:
+        return False
+    return True
 
 
 def run_config(path):
@@ -168,7 +184,7 @@ def run_config(path):
             sys.modules.pop("__config__", None)
         else:
             sys.modules["__config__"] = saved_module
-    return vars(module), definitions(path, source.decode("utf-8", "replace"))
+    return (vars(module),) + definitions(path, source.decode("utf-8", "replace"))
 
 
 def translate_log_format(text):
@@ -212,7 +228,7 @@ class GunicornSite:
         self.worker_class = "sync"
 
     def translate(self):
-        names, lines = run_config(self.path)
+        names, lines, computed = run_config(self.path)
         settings = []
         for name, value in names.items():
             if name.startswith("_") or type(value).__name__ == "module":
@@ -229,6 +245,9 @@ class GunicornSite:
                 self.out.note(where, f"{name} = {value!r}: {rule.text}")
             else:
                 settings.append((name, value, where))
+                if name in computed and name not in HOOKS:
+                    self.out.note(where, f"{name} = {value!r}: computed when the file was run "
+                                         f"here; import again on the host that serves the site")
         # worker_class decides what threads means, wherever it is in the file.
         for name, value, where in sorted(settings, key=lambda s: s[0] != "worker_class"):
             if name in HOOKS:

@@ -24,8 +24,8 @@ RULES = RuleBook([
     Rule(("callable",), MAPS, "the attribute in `app` (`application` by default in both)"),
     Rule(("mount",), MAPS, '`[[mount]] path = "/MOUNTPOINT"`, `app = ...`: fastgw sets '
          "SCRIPT_NAME and PATH_INFO from the prefix, as uWSGI with `manage-script-name`"),
-    Rule(("manage-script-name",), NOTE, "nothing to do: fastgw always moves the mount prefix "
-         "into SCRIPT_NAME"),
+    Rule(("manage-script-name",), MAPS, "nothing to write: fastgw always moves the mount "
+         "prefix into SCRIPT_NAME"),
     Rule(("chdir",), MAPS, "`[server] chdir`; relative paths of the file are made absolute "
          "from it"),
     Rule(("pythonpath", "python-path", "pp"), MAPS, "`[server] pythonpath`"),
@@ -230,7 +230,9 @@ class UwsgiSite:
         return f"{module}:{attribute if sep else self.callable}"
 
     def on_manage_script_name(self, o):
-        self.manage_script_name = True
+        self.manage_script_name = o.value.lower() not in ("false", "off", "no", "0")
+        self.out.note(o.where, f"{o.name} = {o.value}: nothing to write: fastgw always moves "
+                               f"the mount prefix into SCRIPT_NAME")
 
     def on_chdir(self, o):
         self.out.set("chdir", self.chdir)
@@ -371,6 +373,9 @@ class UwsgiSite:
         path = self.path(o)
         self.out.set("error_log", path)
         self.out.set("access_log", path)
+        self.out.note(o.where, f"{o.name} = {o.value}: the error log and the access log "
+                               f"(in the combined format, not uWSGI's request lines) both "
+                               f"go there")
         if o.name == "daemonize":
             self.out.note(o.where, "daemonize: fastgw stays in the foreground; run it under "
                                    "systemd (docs/operations.md); the log file is kept")
