@@ -10,10 +10,11 @@ import signal
 
 import pytest
 
-from fgwtest import APPS_DIR, read_lines, wait_until
+from fgwtest import APPS_DIR, RawConnection, read_lines, request, wait_until
 from sidebyside import (Peer, django_project, fetch, free_port, http_port, import_command,
                         imported, peer_binary, same_answers, serve_imported, stopped,
                         without_csrf)
+from test_behind_nginx import adapt_snippet, doc_snippets, running_nginx
 from test_import_uwsgi import APP_REQUESTS, write
 
 PROXIED = {"X-Forwarded-Proto": "https", "X-Test": "through a proxy"}
@@ -185,6 +186,74 @@ helper_value = 42
     finally:
         peer.stop()
         stopped(server)
+
+
+def test_uwsgi_protocol_behind_nginx(site):
+    """gunicorn's `protocol = "uwsgi"` behind nginx's uwsgi_pass block of
+    docs/deployment.md, and fastgw's uwsgi:// listener behind the same block."""
+    conf = write(site / "gunicorn.conf.py", f"""
+import os
+bind = "127.0.0.1:" + os.environ["PORT"]
+protocol = "uwsgi"
+workers = 2
+pythonpath = "{site}/app"
+wsgi_app = "importapp:application"
+""")
+    toml = imported("import-gunicorn", conf, site / "fastgw.toml", env={"PORT": "0"})
+    assert 'bind = ["uwsgi://127.0.0.1:0"]' in toml
+    port = free_port()
+    peer = gunicorn(conf, site, {"PORT": str(port)})
+    server = None
+    try:
+        peer.wait_ready(port, probe=None)
+        server = serve_imported(site / "fastgw.toml", cwd=str(site))
+        ours = next(l for l in server.listeners if l.startswith("uwsgi://"))[len("uwsgi://"):]
+        ports = {"peer": free_port(), "fastgw": free_port()}
+        block = doc_snippets()["uwsgi-tcp"]
+        blocks = [adapt_snippet("uwsgi-tcp", block, {"uwsgi-tcp": address}, ports[name])
+                  for name, address in (("peer", f"127.0.0.1:{port}"), ("fastgw", ours))]
+        (site / "nginx").mkdir()
+        with running_nginx(str(site / "nginx"), blocks, ports):
+            answers = same_answers(ports["peer"], ports["fastgw"], APP_REQUESTS)
+            assert b'"remote_addr": "127.0.0.1"' in answers[0][2]
+    finally:
+        peer.stop()
+        if server is not None:
+            stopped(server)
+
+
+def test_proxy_protocol(site):
+    """A load balancer's PROXY protocol v1 header: both take the client address from it."""
+    peer, port, server, toml = serve_both(site, f"""
+import os
+bind = "127.0.0.1:" + os.environ["PORT"]
+proxy_protocol = "v1"
+proxy_allow_ips = "127.0.0.1"
+pythonpath = "{site}/app"
+wsgi_app = "importapp:application"
+""", probe=None)
+    try:
+        assert "proxy_protocol = true" in toml
+        answers = []
+        for address in (port, http_port(server)):
+            with RawConnection(address) as conn:
+                conn.send(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n" +
+                          request("GET", "/via/balancer?x=1"))
+                answers.append(conn.read_response())
+        assert [a.status for a in answers] == [200, 200]
+        assert answers[0].body == answers[1].body
+        assert answers[0].json()["remote_addr"] == "203.0.113.7"
+    finally:
+        peer.stop()
+        stopped(server)
+
+
+def test_every_setting_of_the_installed_gunicorn_has_a_rule():
+    """The table covers the gunicorn the tests run (a new release's settings show here)."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    from fastgw.gunicornconf import RULES
+    assert [s.name for s in KNOWN_SETTINGS if RULES.find(s.name) is None] == []
 
 
 def run_import(tmp_path, text, *args):

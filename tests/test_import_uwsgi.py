@@ -12,7 +12,7 @@ import pytest
 
 from sidebyside import (Peer, django_project, fetch, free_port, http_port, import_command,
                         imported, peer_binary, same_answers, serve_imported, stopped,
-                        without_csrf)
+                        without_csrf, without_unix_peer)
 from fgwtest import APPS_DIR
 from test_behind_nginx import adapt_snippet, doc_snippets, running_nginx
 
@@ -173,6 +173,38 @@ harakiri = 20
         stopped(server)
 
 
+def test_threads_and_a_socket_speaking_http(site):
+    """`protocol = http` on a `socket`, threads, harakiri, several env lines, a route to
+    one file, post-buffering."""
+    write(site / "static" / "robots.txt", "User-agent: *\n")
+    peer, port, server, toml = serve_both(site, f"""
+[uwsgi]
+module = importapp
+pythonpath = {site}/app
+protocol = http
+socket = 127.0.0.1:$(PORT)
+processes = 1
+threads = 4
+enable-threads = true
+harakiri = 45
+post-buffering = 8192
+env = IMPORT_TEST_ENV=threaded
+env = OTHER_ENV=x=y
+route = ^/robots.txt$ static:{site}/static/robots.txt
+""")
+    try:
+        answers = same_answers(port, http_port(server), APP_REQUESTS + [
+            ("GET", "/robots.txt/x")])
+        # uWSGI's static: route action sends no Content-Type; fastgw's file mount does.
+        same_answers(port, http_port(server), [("GET", "/robots.txt")], headers=())
+        assert b'"env": "threaded"' in answers[0][2]
+        assert 'env = {"IMPORT_TEST_ENV" = "threaded", "OTHER_ENV" = "x=y"}' in toml
+        assert "threads = 4" in toml and "timeout = 45" in toml
+    finally:
+        peer.stop()
+        stopped(server)
+
+
 def test_unix_socket_with_chmod(site):
     peer_sock, ours = site / "peer.sock", site / "fastgw.sock"
     write(site / "socket.ini", f"""
@@ -191,7 +223,8 @@ static-map = /static={site}/static
         peer.wait_ready(str(peer_sock))
         server = serve_imported(site / "fastgw.toml", cwd=str(site))
         same_answers(str(peer_sock), str(ours), APP_REQUESTS + [
-            ("GET", "/static/hello.txt"), ("GET", "/static/css/site.css")])
+            ("GET", "/static/hello.txt"), ("GET", "/static/css/site.css")],
+            normalize=without_unix_peer)
         assert oct(os.stat(ours).st_mode & 0o777) == oct(os.stat(peer_sock).st_mode & 0o777) \
             == oct(0o660)
     finally:

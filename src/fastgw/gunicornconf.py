@@ -22,17 +22,28 @@ import traceback
 from fastgw.errors import ConfigImportError
 from fastgw.importing import MAPS, NOTE, REFUSE, Rule, RuleBook, Translation
 
+# gunicorn's server hooks -> what fastgw offers instead.
 HOOKS = {
-    "on_starting": "systemd's `ExecStartPre=`", "on_reload": "SIGHUP reloads; log lines say "
-    "so", "when_ready": "`--metrics`: /readyz answers 200 once the workers are up",
-    "pre_fork": "nothing runs in the master between forks", "post_fork": "code at import "
-    "of the WSGI module runs in each worker after the fork", "post_worker_init": "code at "
-    "import of the WSGI module", "worker_int": "SIGINT stops gracefully", "worker_abort":
-    "`timeout` dumps the stacks of a stuck worker to the error log", "pre_exec": "SIGHUP "
-    "reloads without exec", "pre_request": "WSGI middleware", "post_request": "WSGI "
-    "middleware, or the access log", "child_exit": "the master logs every worker exit",
-    "worker_exit": "atexit in the application", "nworkers_changed": "SIGTTIN/SIGTTOU log "
-    "the new count", "on_exit": "systemd's `ExecStopPost=`", "ssl_context": "TLS in nginx",
+    "on_starting": "systemd's `ExecStartPre=`",
+    "on_reload": "SIGHUP reloads; the error log says so",
+    "when_ready": "`--metrics`: /readyz answers 200 once the workers are up",
+    "pre_fork": "nothing runs in the master between forks",
+    "post_fork": "code at import of the WSGI module runs in each worker after the fork",
+    "post_worker_init": "code at import of the WSGI module",
+    "worker_int": "SIGINT stops gracefully",
+    "worker_abort": "`timeout` dumps the stacks of a stuck worker to the error log",
+    "pre_exec": "SIGHUP reloads without exec",
+    "pre_request": "WSGI middleware",
+    "post_request": "WSGI middleware, or the access log",
+    "child_exit": "the master logs every worker exit",
+    "worker_exit": "atexit in the application",
+    "nworkers_changed": "SIGTTIN/SIGTTOU log the new count",
+    "on_exit": "systemd's `ExecStopPost=`",
+    "ssl_context": "TLS in nginx",
+    "on_dirty_starting": "nothing: fastgw has no dirty workers",
+    "dirty_post_fork": "nothing: fastgw has no dirty workers",
+    "dirty_worker_init": "nothing: fastgw has no dirty workers",
+    "dirty_worker_exit": "nothing: fastgw has no dirty workers",
 }
 # gunicorn's access log atoms -> fastgw's directives (docs/operations.md). gunicorn's
 # %(b)s is '-' only when nothing was sent at all, so it is "0" for a HEAD: fastgw's %B.
@@ -110,6 +121,24 @@ RULES = RuleBook([
           "permit_unconventional_http_method", "permit_unconventional_http_version",
           "tolerate_dangerous_framing", "paste", "raw_paste_global_conf", "config",
           "worker_class_args"), NOTE, "not translated"),
+    Rule(("protocol",), MAPS, "`uwsgi`: the binds become `uwsgi://` listeners (nginx's "
+         "`uwsgi_pass` keeps working); `http`: nothing to write"),
+    Rule(("uwsgi_allow_ips",), NOTE, "not translated: fastgw's uwsgi listeners take any peer "
+         "that can connect; bind them to 127.0.0.1 or a UNIX socket"),
+    Rule(("http_protocols", "http2_cleartext", "http2_max_concurrent_streams",
+          "http2_initial_window_size", "http2_max_frame_size", "http2_max_header_list_size",
+          "http_parser"), NOTE, "not translated: fastgw speaks HTTP/1.1 (HTTP/2 belongs to "
+         "nginx in front)"),
+    Rule(("asgi_loop", "asgi_lifespan", "asgi_disconnect_grace_period",
+          "websocket_max_message_size", "root_path"), NOTE, "not translated: ASGI settings; "
+         "fastgw serves WSGI (mount an application below a prefix with `[[mount]] path`)"),
+    Rule(("dirty_apps",), REFUSE, "fastgw has no dirty workers for long tasks: run them as a "
+         "service of their own and remove the setting"),
+    Rule(("dirty_workers", "dirty_timeout", "dirty_threads", "dirty_graceful_timeout"), NOTE,
+         "nothing to do without `dirty_apps`"),
+    Rule(("control_socket", "control_socket_mode", "control_socket_disable"), NOTE, "not "
+         "translated: fastgw takes signals (SIGHUP, SIGTERM, SIGTTIN, ...)"),
+    Rule(("enable_backlog_metric",), NOTE, "not translated: see `metrics`"),
     Rule(tuple(HOOKS), MAPS, "a note naming what fastgw offers instead (systemd, `metrics`, "
          "WSGI middleware, ...)"),
 ])
@@ -226,6 +255,7 @@ class GunicornSite:
         self.app = app
         self.out = Translation(path, "import-gunicorn")
         self.worker_class = "sync"
+        self.protocol = "http"
 
     def translate(self):
         names, lines, computed = run_config(self.path)
@@ -302,6 +332,12 @@ class GunicornSite:
             self.out.fail(where, f"worker_class = {name!r}: a worker class fastgw cannot "
                                  f"stand in for; use sync or gthread")
         self.worker_class = short
+
+    def on_protocol(self, value, where):
+        if str(value) not in ("http", "uwsgi"):
+            self.out.fail(where, f"protocol = {value!r}: fastgw's listeners speak http, uwsgi, "
+                                 f"fastcgi and scgi")
+        self.protocol = str(value)
 
     def on_worker_connections(self, value, where):
         self.number("max_connections", value, where, 1, "worker_connections")
@@ -403,6 +439,11 @@ class GunicornSite:
                 and "worker_class" in names:
             out.note(lines.get("worker_class", self.path), "worker_class sync with threads: "
                      "fastgw runs the threads, as gunicorn switches to gthread")
+        if self.protocol == "uwsgi":
+            out.server["bind"] = ["uwsgi://" + b for b in out.server.get("bind",
+                                                                        ["127.0.0.1:8000"])]
+            out.note(self.path, "uwsgi:// listeners speak the uwsgi protocol: nginx's "
+                                "`include uwsgi_params; uwsgi_pass ...;` keeps working")
         out.server.setdefault("workers", 1)
         if "forwarded_allow_ips" not in out.server:
             out.set("forwarded_allow_ips", ["127.0.0.1", "::1"])

@@ -18,6 +18,7 @@ def describe(environ):
         "path_info": environ.get("PATH_INFO", ""),
         "query": environ.get("QUERY_STRING", ""),
         "scheme": environ["wsgi.url_scheme"],
+        "remote_addr": environ.get("REMOTE_ADDR"),
         "env": os.environ.get("IMPORT_TEST_ENV"),
         "header": environ.get("HTTP_X_TEST"),
         "body_length": len(body),
