@@ -165,6 +165,17 @@ def serve_imported(toml_path, listeners=1, cwd=None):
     return server
 
 
+def beside(peer, address, probe, toml_path, listeners=1, cwd=None):
+    """fastgw serving `toml_path` once `peer` answers on `address`; if either fails to
+    start, the peer is stopped before the error goes on."""
+    try:
+        peer.wait_ready(address, probe)
+        return serve_imported(toml_path, listeners, cwd=cwd)
+    except BaseException:
+        peer.stop()
+        raise
+
+
 def http_port(server):
     """The port of fastgw's first HTTP listener."""
     for listener in server.listeners:
@@ -219,7 +230,7 @@ CSRF = re.compile(rb'(name="csrfmiddlewaretoken" value=")[^"]+"')
 def django_project(root):
     """startproject and collectstatic in `root` (no database: the pages asked for need none)."""
     try:
-        import django  # noqa: F401
+        import django  # noqa: F401 - only whether it is there
     except ImportError:
         message = "Django is not installed; it is in the test extra"
         if ON_CI:

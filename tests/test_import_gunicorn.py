@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from fgwtest import APPS_DIR, RawConnection, read_lines, request, wait_until
-from sidebyside import (Peer, django_project, fetch, free_port, http_port, import_command,
+from sidebyside import (Peer, beside, django_project, free_port, http_port, import_command,
                         imported, peer_binary, same_answers, serve_imported, stopped,
                         without_csrf)
 from test_behind_nginx import adapt_snippet, doc_snippets, running_nginx
@@ -34,12 +34,7 @@ def serve_both(tmp, conf_text, app=None, env=None, ours=None, theirs=None, probe
                     env={"PORT": "0", **(env or {}), **(ours or {})}, cwd=str(tmp))
     port = free_port()
     peer = gunicorn(conf, tmp, {"PORT": str(port), **(env or {}), **(theirs or {})}, app)
-    try:
-        peer.wait_ready(port, probe)
-        server = serve_imported(tmp / "fastgw.toml", listeners, cwd=str(tmp))
-    except BaseException:
-        peer.stop()
-        raise
+    server = beside(peer, port, probe, tmp / "fastgw.toml", listeners, cwd=str(tmp))
     return peer, port, server, toml
 
 

@@ -10,9 +10,9 @@ import signal
 
 import pytest
 
-from sidebyside import (Peer, django_project, fetch, free_port, http_port, import_command,
-                        imported, peer_binary, same_answers, serve_imported, stopped,
-                        without_csrf, without_unix_peer)
+from sidebyside import (Peer, beside, django_project, fetch, free_port, http_port,
+                        import_command, imported, peer_binary, same_answers, serve_imported,
+                        stopped, without_csrf, without_unix_peer)
 from fgwtest import APPS_DIR
 from test_behind_nginx import adapt_snippet, doc_snippets, running_nginx
 
@@ -43,12 +43,7 @@ def serve_both(tmp, ini_text, port_probe="/", env=None, listeners=1):
                     cwd=str(tmp))
     port = free_port()
     peer = uwsgi(ini, tmp, port, env)
-    try:
-        peer.wait_ready(port, port_probe)
-        server = serve_imported(tmp / "fastgw.toml", listeners, cwd=str(tmp))
-    except BaseException:
-        peer.stop()
-        raise
+    server = beside(peer, port, port_probe, tmp / "fastgw.toml", listeners, cwd=str(tmp))
     return peer, port, server, toml
 
 

@@ -3,13 +3,13 @@
 Strategy: the file is run as gunicorn runs it (a module named `__config__`, its own
 `__file__`, the current directory on sys.path), and its global names are read as
 gunicorn reads them: a name that is a gunicorn setting is one, anything else is
-ignored. Each setting is looked up in RULES, the table docs/migrating.md shows: a
+ignored (a plain value gets a note, in case it is a misspelt setting). Each setting is looked up in RULES, the table docs/migrating.md shows: a
 `MAPS` rule is handled by the method `on_<name>` of `GunicornSite`, a `NOTE` rule is a
 note, a `REFUSE` rule an error (exit 2). Notes point at the line that set the name
 (found in the file's syntax tree), and a value computed by Python (cpu_count()) is
-noted as computed on the machine that ran the import. gunicorn's defaults that fastgw does not share and
-a site would notice (one worker; X-Forwarded-Proto trusted from 127.0.0.1) are
-written out.
+noted as computed on the machine that ran the import. gunicorn's defaults that fastgw
+does not share and a site would notice (one worker; X-Forwarded-Proto trusted from
+127.0.0.1) are written out.
 """
 import ast
 import importlib.machinery
