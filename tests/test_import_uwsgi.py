@@ -295,6 +295,7 @@ def run_import(tmp_path, text, name="site.ini", **env):
     ("if-env = HOME", "logic blocks"),
     ("yaml = other.yml", "only ini files are read"),
     ("processes = many", "must be a whole number"),
+    ("http-socket = @abstract", "fastgw listens on HOST:PORT, :PORT or a UNIX socket path"),
 ])
 def test_what_would_change_the_site_is_an_error(tmp_path, line, message):
     path, done = run_import(tmp_path, f"[uwsgi]\nmodule = app\n{line}\n")
@@ -315,6 +316,8 @@ def test_unreadable_or_sectionless_files(tmp_path):
     assert done.returncode == 2 and "nothing to serve" in done.stderr
     path, done = run_import(tmp_path, "[uwsgi]\nini = site.ini\nmodule = x\n")
     assert done.returncode == 2 and "includes itself" in done.stderr
+    path, done = run_import(tmp_path, "[uwsgi]\nmodule = x\nsocket = run/app.sock\n")
+    assert f'bind = ["uwsgi://unix:{os.getcwd()}/run/app.sock"]' in done.stdout, done.stdout
     path, done = run_import(tmp_path, "[uwsgi]\nmount = /a=x:app\n")
     assert done.returncode == 0 and f"# {path}:2: mount without manage-script-name" in done.stdout
 
@@ -344,7 +347,8 @@ virtualenv = /srv/venv
 
 
 def test_socket_site_passes_check(tmp_path):
-    """A typical Django ini behind nginx (UNIX socket, stats): `fastgw check` accepts it."""
+    """A typical Django ini behind nginx (UNIX socket, stats; FastCGI and SCGI sockets
+    too): `fastgw check` accepts it."""
     (tmp_path / "static").mkdir()
     write(tmp_path / "site.ini", f"""[uwsgi]
 chdir = {tmp_path}
@@ -353,7 +357,11 @@ socket = {tmp_path}/app.sock
 chmod-socket = 664
 static-map = /static={tmp_path}/static
 stats = 127.0.0.1:9191
+fastcgi-socket = 127.0.0.1:9000
+scgi-socket = {tmp_path}/scgi.sock
 """)
     toml = imported("import-uwsgi", tmp_path / "site.ini", tmp_path / "fastgw.toml")
     assert 'unix_socket_mode = "0664"' in toml
+    assert f'bind = ["fastcgi://127.0.0.1:9000", "scgi://unix:{tmp_path}/scgi.sock", ' \
+           f'"uwsgi://unix:{tmp_path}/app.sock"]' in toml
     assert 'metrics = "127.0.0.1:9191"' in toml

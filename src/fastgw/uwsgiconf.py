@@ -136,9 +136,10 @@ RULES = RuleBook([
 
 
 def address(text):
-    """A uWSGI socket address -> fastgw's HOST:PORT or unix:PATH (None if neither)."""
-    if text.startswith("/") or text.startswith("./"):
-        return "unix:" + os.path.abspath(text)
+    """A uWSGI socket address -> fastgw's HOST:PORT or unix:PATH (None if neither: an
+    abstract socket, @name). As in uWSGI, an address without ':' is a UNIX socket path."""
+    if text.startswith("/") or (":" not in text and not text.startswith("@")):
+        return "unix:" + text
     host, sep, port = text.rpartition(":")
     if sep and port.isdigit() and "/" not in host and not host.startswith("@"):
         return f"{host or '0.0.0.0'}:{port}"
@@ -259,7 +260,7 @@ class UwsgiSite:
         if where is None:
             self.out.fail(o.where, f"{o.name} = {o.value}: fastgw listens on HOST:PORT, :PORT "
                                    f"or a UNIX socket path")
-        if where.startswith("unix:") and not os.path.isabs(o.value):
+        if where.startswith("unix:"):
             where = "unix:" + self.path(o)
         self.out.add("bind", [where if scheme == "http" else f"{scheme}://{where}"])
 
