@@ -59,7 +59,9 @@ raw_env = ["IMPORT_TEST_ENV=from raw_env"]
 """, app="importapp:application", ours={"ACCESS_LOG": str(site / "ours.log")},
         theirs={"ACCESS_LOG": str(site / "theirs.log")})
     try:
-        requests = APP_REQUESTS + [
+        # No HEAD: what gunicorn logs as its size changed (gunicorn 23: the Content-Length,
+        # 27: the 0 bytes sent, as fastgw's %B).
+        requests = [r for r in APP_REQUESTS if r[0] != "HEAD"] + [
             ("GET", "/behind?proxy=1", None, PROXIED),
             ("GET", "/refer", None, {"Referer": "http://example.com/", "User-Agent": "t/1"})]
         answers = same_answers(port, http_port(server), requests)
@@ -183,9 +185,20 @@ helper_value = 42
         stopped(server)
 
 
+def needs_setting(name):
+    """Skip where the installed gunicorn predates `name` (Python 3.9 gets gunicorn 23)."""
+    import gunicorn
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if name not in {setting.name for setting in KNOWN_SETTINGS}:
+        pytest.skip(f"gunicorn {gunicorn.__version__}, the newest for this Python, has no "
+                    f"{name} setting")
+
+
 def test_uwsgi_protocol_behind_nginx(site):
     """gunicorn's `protocol = "uwsgi"` behind nginx's uwsgi_pass block of
     docs/deployment.md, and fastgw's uwsgi:// listener behind the same block."""
+    needs_setting("protocol")
     conf = write(site / "gunicorn.conf.py", f"""
 import os
 bind = "127.0.0.1:" + os.environ["PORT"]
@@ -222,7 +235,7 @@ def test_proxy_protocol(site):
     peer, port, server, toml = serve_both(site, f"""
 import os
 bind = "127.0.0.1:" + os.environ["PORT"]
-proxy_protocol = "v1"
+proxy_protocol = True
 proxy_allow_ips = "127.0.0.1"
 pythonpath = "{site}/app"
 wsgi_app = "importapp:application"
