@@ -150,7 +150,7 @@ env = IMPORT_TEST_ENV=$(FLAVOUR)
 http = 127.0.0.1:$(PORT)
 static-map2 = /assets=%(base)public
 check-static = %(base)htdocs
-route = ^/media/(.*) static:%(base)media/$1
+route = ^/media/(.*)$ static:%(base)media/$1
 static-index = index.html
 harakiri = 20
 """, env={"FLAVOUR": "blue"})

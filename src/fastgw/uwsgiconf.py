@@ -444,6 +444,8 @@ class UwsgiSite:
     def on_route(self, o):
         pattern, _, action = o.value.partition(" ")
         action = action.strip()
+        if pattern.endswith("(.*)$"):
+            pattern = pattern[:-1]  # the same match: (.*) runs to the end anyway
         target = action[len("static:"):] if action.startswith("static:") else None
         prefix = pattern[1:-len("/(.*)")] if (pattern.startswith("^/") and
                                                pattern.endswith("/(.*)")) else None
