@@ -127,7 +127,7 @@ RULES = RuleBook([
     Rule(("emperor*", "vassal*"), REFUSE, "the Emperor is not translated: import each "
          "vassal's ini"),
     Rule(("spooler*", "mule*", "cron*", "unique-cron", "attach-daemon*", "smart-attach-daemon*",
-          "legion*", "cron2"), REFUSE, "fastgw runs no background tasks beside the "
+          "legion*"), REFUSE, "fastgw runs no background tasks beside the "
          "application: run it as a systemd service or timer and remove the line"),
     Rule(("route-*", "final-route*", "error-route*", "response-route*"), REFUSE, "not "
          "translated: fastgw routes by URL prefix only"),
