@@ -305,5 +305,7 @@ def on_starting(server):
     # gunicorn's defaults that fastgw does not share; no APP: a note says how to give it.
     assert "workers = 1" in out and 'forwarded_allow_ips = ["127.0.0.1", "::1"]' in out
     assert "no wsgi_app" in out and "[[mount]]" not in out
+    path, done = run_import(tmp_path, 'bind = [":8000", "localhost", "tcp://[::1]:9000"]\n')
+    assert 'bind = ["0.0.0.0:8000", "localhost:8000", "[::1]:9000"]' in done.stdout
     done = import_command("import-gunicorn", str(tmp_path / "missing.py"))
     assert done.returncode == 2 and "cannot read it" in done.stderr

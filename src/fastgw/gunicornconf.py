@@ -57,7 +57,8 @@ LOG_ATOM = re.compile(r"%%|%\((\{[^}]*\}[a-z]|[A-Za-z]+)\)s")
 RULES = RuleBook([
     Rule(("wsgi_app",), MAPS, '`[[mount]] path = "/"`, `app = ...` (or the APP argument, as '
          "on gunicorn's command line)"),
-    Rule(("bind",), MAPS, "`[server] bind` (`unix:PATH` and `fd://N` as they are)"),
+    Rule(("bind",), MAPS, "`[server] bind` (`unix:PATH` and `fd://N` as they are; `:PORT` "
+         "is `0.0.0.0:PORT`, a host alone gets gunicorn's port 8000)"),
     Rule(("workers",), MAPS, "`[server] workers` (gunicorn's default, 1, is written out when "
          "it is not set: fastgw's is one per CPU)"),
     Rule(("threads",), MAPS, "`[server] threads`"),
@@ -240,6 +241,19 @@ def translate_log_format(text):
     return "".join(pieces), missing
 
 
+def gunicorn_address(text):
+    """A gunicorn bind -> fastgw's: `:8000` is 0.0.0.0:8000, a host alone is port 8000
+    (gunicorn's defaults), `tcp://` is dropped; unix: and fd:// are the same in both."""
+    if text.startswith("tcp://"):
+        text = text[len("tcp://"):]
+    if text.startswith(("unix:", "fd://")):
+        return text
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and (host.endswith("]") or "[" not in host):
+        return f"{host or '0.0.0.0'}:{port}"
+    return f"{text}:8000"
+
+
 def as_list(value):
     """gunicorn's list settings: a list, or one string with commas."""
     if isinstance(value, (list, tuple)):
@@ -304,8 +318,7 @@ class GunicornSite:
 
     def on_bind(self, value, where):
         binds = [value] if isinstance(value, str) else list(value)
-        self.out.add("bind", [b[len("tcp://"):] if b.startswith("tcp://") else b
-                              for b in binds])
+        self.out.add("bind", [gunicorn_address(str(b)) for b in binds])
 
     def on_workers(self, value, where):
         self.number("workers", value, where, 1)
