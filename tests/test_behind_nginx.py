@@ -19,6 +19,7 @@ fastcgi_keep_conn, SCRIPT_NAME/PATH_INFO from fastcgi_split_path_info,
 wsgi.errors in nginx's error log. After every test, nginx's error log must
 hold no [error] (or worse) line.
 """
+import contextlib
 import grp
 import hashlib
 import os
@@ -190,17 +191,14 @@ class Nginx:
         return RawConnection(self.ports[name], timeout=60)
 
 
-@pytest.fixture(scope="module")
-def nginx(fastgw, tmp_path_factory):
+@contextlib.contextmanager
+def running_nginx(tmp, blocks, ports):
+    """nginx (a child process, everything in directory `tmp`) serving the `server`
+    `blocks`, until the block ends; yields an Nginx once every port in `ports` accepts."""
     binary = _nginx_path()
-    tmp = str(tmp_path_factory.mktemp("nginx"))
     conf_dir = _nginx_conf_dir(binary)
     for params in ("fastcgi_params", "scgi_params", "uwsgi_params"):
         shutil.copy(os.path.join(conf_dir, params), os.path.join(tmp, params))
-    snippets = doc_snippets()
-    ports = {name: _free_port() for name in SNIPPETS}
-    blocks = [adapt_snippet(name, snippets[name], fastgw.addresses, ports[name])
-              for name in SNIPPETS]
     user = ""
     if os.geteuid() == 0:
         # root's nginx would run its workers as "nobody", who cannot enter the
@@ -259,6 +257,17 @@ def nginx(fastgw, tmp_path_factory):
                 proc.kill()
                 proc.wait(10)
         proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def nginx(fastgw, tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("nginx"))
+    snippets = doc_snippets()
+    ports = {name: _free_port() for name in SNIPPETS}
+    blocks = [adapt_snippet(name, snippets[name], fastgw.addresses, ports[name])
+              for name in SNIPPETS]
+    with running_nginx(tmp, blocks, ports) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

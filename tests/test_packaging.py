@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ON_CI = os.environ.get("CI") == "true"
 FULL = os.environ.get("FASTGW_PACKAGING_FULL") == "1"
 
-PYTHONS = ["cp39", "cp310", "cp311", "cp312", "cp313"]
+PYTHONS = ["cp39", "cp310", "cp311", "cp312", "cp313", "cp314"]
 PLATFORM_TAGS = {
     "linux": ["manylinux_x86_64", "manylinux_aarch64", "musllinux_x86_64"],
     "macos": ["macosx_x86_64", "macosx_arm64"],
@@ -215,6 +215,20 @@ def test_wheels_workflow_builds_the_whole_matrix():
             assert all(i.endswith("_" + archs) for i in ids), (runner, ids)
         built += ids
     assert sorted(built) == sorted(expected_identifiers("linux") + expected_identifiers("macos"))
+
+
+def test_classifiers_and_ci_name_every_python_of_the_wheels():
+    """The wheel matrix, the Python classifiers and the CI test matrices list the same
+    Pythons (3.9 is cp39 is "3.9")."""
+    versions = ["%s.%s" % (py[2], py[3:]) for py in PYTHONS]
+    with open(os.path.join(ROOT, "pyproject.toml")) as fh:
+        classifiers = re.findall(r'"Programming Language :: Python :: (3\.\d+)"', fh.read())
+    assert classifiers == versions
+    with open(os.path.join(ROOT, ".github", "workflows", "ci.yml")) as fh:
+        matrices = re.findall(r"python-version: \[(.*?)\]", fh.read())
+    assert len(matrices) == 2, matrices  # the Linux suite and the macOS smoke subset
+    for matrix in matrices:
+        assert re.findall(r'"(3\.\d+)"', matrix) == versions, matrix
 
 
 def test_workflows_validate_against_the_github_schema():

@@ -15,6 +15,9 @@ from fastgw.activation import default_binds
 from fastgw.config import LOG_LEVELS, Config, Mount, parse_bind, parse_env, parse_mount_arg
 from fastgw.errors import ConfigError, FastgwError
 
+# The `import-*` commands: the module whose translate() prints the fastgw.toml.
+IMPORTERS = {"import-apache": "fastgw.apacheconf", "import-uwsgi": "fastgw.uwsgiconf",
+             "import-gunicorn": "fastgw.gunicornconf"}
 # Arguments that are not [server] keys of a config file.
 NOT_SERVER_KEYS = frozenset({"help", "app", "config", "mount", "static", "cgi", "fastcgi", "scgi"})
 
@@ -104,6 +107,24 @@ def build_parser():
                     "equivalent fastgw.toml on stdout, with a comment for each directive "
                     "that is not mapped one to one.")
     apache.add_argument("file", metavar="FILE", help="the Apache configuration file")
+    uwsgi = commands.add_parser(
+        "import-uwsgi", help="translate a uWSGI ini file into fastgw.toml",
+        description="Read a uWSGI ini file ([uwsgi] section, ini = includes, %%(...) and "
+                    "$(...) expanded) and print the equivalent fastgw.toml on stdout, with a "
+                    "comment for each option that is not mapped one to one. Options whose "
+                    "loss would change what the site does are errors (exit 2).")
+    uwsgi.add_argument("file", metavar="FILE",
+                       help="the uWSGI ini file; FILE:SECTION reads another section")
+    gunicorn = commands.add_parser(
+        "import-gunicorn", help="translate a gunicorn.conf.py into fastgw.toml",
+        description="Run a gunicorn configuration file as gunicorn does, read its settings "
+                    "and print the equivalent fastgw.toml on stdout, with a comment for each "
+                    "setting that is not mapped one to one. Settings whose loss would change "
+                    "what the site does are errors (exit 2).")
+    gunicorn.add_argument("file", metavar="FILE", help="the gunicorn configuration file")
+    gunicorn.add_argument("app", metavar="APP", nargs="?",
+                          help="the application as on gunicorn's command line "
+                               "(mysite.wsgi:application), mounted at '/'")
     return parser
 
 
@@ -263,7 +284,7 @@ def parse_command_line(argv=None):
     """argv -> (parser, args, ConfigFile or None); a --config file fills in what argv leaves out."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in (None, "import-apache"):
+    if args.command is None or args.command in IMPORTERS:
         return parser, args, None
     file_config = None
     if args.config:
@@ -477,10 +498,14 @@ def main(argv=None):
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        if args.command == "import-apache":
-            from fastgw.apacheconf import translate
+        if args.command in IMPORTERS:
+            import importlib
+
+            translate = importlib.import_module(IMPORTERS[args.command]).translate
+            text = translate(args.file, args.app) if args.command == "import-gunicorn" \
+                else translate(args.file)
             # TOML is UTF-8 whatever the locale.
-            sys.stdout.buffer.write(translate(args.file).encode("utf-8"))
+            sys.stdout.buffer.write(text.encode("utf-8"))
             return 0
         config = config_from_args(args, file_config)
         if args.command == "check":

@@ -17,6 +17,13 @@ class ApacheConfigError(FastgwError):
     exit_code = 2
 
 
+class ConfigImportError(FastgwError):
+    """A uWSGI or gunicorn configuration `fastgw import-uwsgi` / `import-gunicorn` cannot read,
+    or holds a setting whose loss would change what the site does."""
+
+    exit_code = 2
+
+
 class AppLoadError(FastgwError):
     """The WSGI application named on the command line cannot be imported or is not callable."""
 
