@@ -185,6 +185,7 @@ class Worker:
             oldest = self.pool.oldest_start() if self.pool is not None else None
             pages, slot = self.heartbeat
             pages.write(slot, now if oldest is None else oldest)
+            pages.write_requests(slot, self.loop.requests)
 
     def tick(self):
         """Once a second, from the loop: heartbeat, recycling, code reload, orphan check."""
