@@ -175,6 +175,9 @@ def add_serve_arguments(serve):
                          help="restart a worker gracefully after about N requests; 0 = never")
     process.add_argument("--max-requests-jitter", type=non_negative_int, default=0, metavar="N",
                          help="add a random 0..N to --max-requests per worker (default 0)")
+    process.add_argument("--reload-on-rss", type=non_negative_int, default=0, metavar="MIB",
+                         help="replace a worker gracefully once its resident memory passed MIB "
+                              "mebibytes after a request (against slow leaks); 0 = never")
     process.add_argument("--pid", metavar="FILE", help="write the master's pid to FILE")
     process.add_argument("--user", metavar="USER",
                          help="switch to this user after binding (when started as root)")
@@ -336,6 +339,7 @@ def config_from_args(args, file_config=None):
         timeout=args.timeout,
         max_requests=args.max_requests,
         max_requests_jitter=args.max_requests_jitter,
+        reload_on_rss=args.reload_on_rss,
         pid=args.pid,
         user=args.user,
         group=args.group,

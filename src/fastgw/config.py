@@ -434,6 +434,8 @@ class Config:
     timeout: float = 30.0
     max_requests: int = 0
     max_requests_jitter: int = 0
+    # MiB of resident memory past which a worker is replaced after a request; 0 = off.
+    reload_on_rss: int = 0
     pid: Optional[str] = None
     user: Optional[str] = None
     group: Optional[str] = None
@@ -485,6 +487,8 @@ class Config:
             raise ConfigError(f"--timeout {self.timeout}: must be 0 (never) or more seconds")
         if self.max_requests < 0 or self.max_requests_jitter < 0:
             raise ConfigError("--max-requests and --max-requests-jitter must be 0 or more")
+        if self.reload_on_rss < 0:
+            raise ConfigError(f"--reload-on-rss {self.reload_on_rss}: must be 0 (off) or more MiB")
         if self.graceful_timeout < 0:
             raise ConfigError(f"--graceful-timeout {self.graceful_timeout}: must be 0 or more seconds")
         for name in ("header_timeout", "io_timeout"):
