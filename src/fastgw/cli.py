@@ -12,7 +12,8 @@ import sys
 
 from fastgw import __version__
 from fastgw.activation import default_binds
-from fastgw.config import LOG_LEVELS, Config, Mount, parse_bind, parse_env, parse_mount_arg
+from fastgw.config import (LOG_LEVELS, Config, Mount, fs_str, parse_bind, parse_env,
+                           parse_mount_arg)
 from fastgw.errors import ConfigError, FastgwError
 
 # Arguments that are not [server] keys of a config file.
@@ -132,6 +133,10 @@ def add_serve_arguments(serve):
     serve.add_argument("--scgi", action="append", default=[], metavar="PREFIX=ADDRESS",
                        help="forward a URL prefix to an SCGI server, e.g. "
                             "/app=tcp://127.0.0.1:4000; repeatable")
+    serve.add_argument("--x-sendfile-root", action="append", default=[], metavar="DIR",
+                       help="an application's X-Sendfile may name files below DIR (sent by "
+                            "fastgw, the app's body discarded); applies to every app mount "
+                            "without x_sendfile_roots of its own; repeatable")
     serve.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
                        help="listen on HOST:PORT, [IPv6]:PORT, unix:/path or fd://N (an "
                             "inherited socket; fd://NAME for a systemd socket); prefix "
@@ -309,6 +314,8 @@ def config_from_args(args, file_config=None):
         cli_mounts += [parse_mount_arg(text, "--" + flag) for text in getattr(args, flag)]
     overridden = {m.path for m in cli_mounts}
     mounts = [m for m in file_mounts if m.path not in overridden] + cli_mounts
+    if args.x_sendfile_root:
+        mounts = with_sendfile_roots(mounts, args.x_sendfile_root)
     return Config(
         mounts=tuple(mounts),
         groups=tuple(file_config.groups) if file_config is not None else (),
@@ -355,6 +362,18 @@ def config_from_args(args, file_config=None):
         forwarded_allow_ips=tuple(args.forwarded_allow_ips),
         proxy_allow_ips=tuple(args.proxy_allow_ips) or ("127.0.0.1,::1",),
     )
+
+
+def with_sendfile_roots(mounts, roots):
+    """--x-sendfile-root: the roots of every app mount that has none of its own."""
+    import dataclasses
+
+    if not any(m.kind in ("app", "group") for m in mounts):
+        raise ConfigError("--x-sendfile-root: no application is mounted; it names the "
+                          "directories an application's X-Sendfile may send files from")
+    roots = tuple(fs_str(os.fsencode(root)) for root in roots)
+    return [dataclasses.replace(m, x_sendfile_roots=roots)
+            if m.kind in ("app", "group") and not m.x_sendfile_roots else m for m in mounts]
 
 
 def serve(config, reload_config=None, locale_warning=None):

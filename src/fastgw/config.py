@@ -136,6 +136,10 @@ class Mount:
     manifest: Optional[str] = None
     # App mounts: the process group (config.groups) whose processes run the app.
     group: Optional[str] = None
+    # Protected downloads (fastgw.offload): a static mount only X-Accel-Redirect reaches,
+    # and the directories an app mount's X-Sendfile may name files below.
+    internal: bool = False
+    x_sendfile_roots: Tuple[str, ...] = ()
     # "--mount '/api=api:app'" or "fastgw.toml: [[mount]] #2": where to fix a mistake.
     source: str = field(default="", compare=False)
     # "app", "group" (an app in a process group), "dir", "file", "cgi", "fastcgi", "scgi"
@@ -167,6 +171,14 @@ class Mount:
         if self.group is not None and (self.app is None or type(self.group) is not str):
             raise ConfigError(f"{where}: group = {self.group!r} only applies to app mounts and "
                               f"must name a [[group]]")
+        if self.internal is not False and (self.static is None or self.internal is not True):
+            raise ConfigError(f"{where}: internal = {self.internal!r} only applies to static "
+                              f"mounts and must be true or false")
+        if self.x_sendfile_roots:
+            if self.app is None:
+                raise ConfigError(f"{where}: x_sendfile_roots only applies to app mounts")
+            from fastgw.offload import check_roots
+            object.__setattr__(self, "x_sendfile_roots", check_roots(self.x_sendfile_roots, where))
         given = [k for k in ("app", "static") + GATEWAY_KINDS if getattr(self, k) is not None]
         if len(given) > 1 and given[1] in GATEWAY_KINDS:
             raise ConfigError(f"{where}: give one of app, static, cgi, fastcgi or scgi, not both "
@@ -312,6 +324,9 @@ class Mount:
                     f"below it, served by the mount it would reach without the rule)")
         if self.kind in ("app", "group"):
             options = [f"group={self.group}"] if self.group else []
+            if self.x_sendfile_roots:
+                options.append("x_sendfile_roots=[" + ", ".join(
+                    repr(printable_path(root)) for root in self.x_sendfile_roots) + "]")
             if self.auth is not None:
                 options.append(self.auth.describe())
             options = "  (" + ", ".join(options) + ")" if options else ""
@@ -342,6 +357,8 @@ class Mount:
             options.append(f"cache_control={self.cache_control!r}")
         if self.manifest:
             options.append(f"manifest={self.manifest!r}")
+        if self.internal:
+            options.append("internal: X-Accel-Redirect only")
         if self.auth is not None:
             options.append(self.auth.describe())
         return line + ("  (" + ", ".join(options) + ")" if options else "")
@@ -613,6 +630,8 @@ class Config:
         # Auth was checked by the front, which passes REMOTE_USER on.
         mounts = tuple(dataclasses.replace(m, group=None, auth=None) for m in self.mounts
                        if m.group == group.name)
+        # X-Accel-Redirect from the group's apps is answered in the group, from these.
+        mounts += tuple(m for m in self.mounts if m.internal)
         return dataclasses.replace(
             self, app=None, mounts=mounts, groups=(), serving_group=group.name,
             workers=group.processes, threads=group.threads, access_log=None, metrics=None,

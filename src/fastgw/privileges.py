@@ -49,6 +49,7 @@ def preload_handlers():
     import fastgw.auth  # noqa: F401
     import fastgw.cgi  # noqa: F401
     import fastgw.groups  # noqa: F401
+    import fastgw.offload  # noqa: F401
     import fastgw.static  # noqa: F401
     import fastgw.upstream  # noqa: F401
     import fastgw.wsgi  # noqa: F401
