@@ -394,7 +394,9 @@ def test_user_group_drop_privileges(start_server):
     workers = srv.wait_for_workers(2)
     assert serve_pid(srv.port) in workers
     for pid in workers:
-        assert _uid_gid(pid) == (user.pw_uid, user.pw_gid)
+        # The switch comes right after the fork, the "Booting" line may come first.
+        wait_until(lambda: _uid_gid(pid) == (user.pw_uid, user.pw_gid), 15,
+                   message="worker %d to run as nobody" % pid)
         with open("/proc/%d/status" % pid) as fh:
             groups = [line for line in fh if line.startswith("Groups:")][0].split()[1:]
         assert "0" not in groups

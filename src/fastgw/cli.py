@@ -382,7 +382,9 @@ def serve(config, reload_config=None, locale_warning=None):
     from fastgw.errorlog import setup_error_log
     from fastgw.loader import prepare_import_path
     from fastgw.master import Master
+    from fastgw.upgrade import Upgrader
 
+    upgrader = Upgrader()  # before --chdir: a new master starts where this one did
     setup_error_log(config.log_level, config.error_log)
     if locale_warning:
         logging.getLogger("fastgw.error").warning(locale_warning)
@@ -390,7 +392,7 @@ def serve(config, reload_config=None, locale_warning=None):
         os.chdir(config.chdir)
     os.environ.update(config.env)
     prepare_import_path(config.pythonpath)
-    return Master(config, reload_config=reload_config).run()
+    return Master(config, reload_config=reload_config, upgrader=upgrader).run()
 
 
 def config_reloader(argv):

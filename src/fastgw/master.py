@@ -34,6 +34,7 @@ from fastgw.heartbeats import SLOTS as HEARTBEAT_SLOTS, Heartbeats
 from fastgw.listeners import describe_listener, listen
 from fastgw.privileges import preload_handlers, switch_to, wanted_ids
 from fastgw.sdnotify import ServiceNotifier
+from fastgw.upgrade import Inherited, Upgrader, metrics_key
 from fastgw.worker import BOOT_ERROR, Worker
 
 log = logging.getLogger("fastgw.error")
@@ -55,9 +56,13 @@ class WorkerInfo:
 
 
 class Master:
-    def __init__(self, config, reload_config=None):
+    def __init__(self, config, reload_config=None, upgrader=None):
         self.config = config
         self.reload_config = reload_config
+        # SIGUSR2 (fastgw.upgrade): the new master it starts, and what a master started
+        # that way inherited.
+        self.upgrader = upgrader or Upgrader()
+        self.inherited = None
         self.sockets = []
         self.workers = {}  # pid -> WorkerInfo, the current generation
         self.retiring = {}  # pid -> WorkerInfo, told to stop (reload, fewer workers)
@@ -93,14 +98,18 @@ class Master:
         config = self.config
         # Before any fork: the workers must not inherit NOTIFY_SOCKET.
         self.notifier = ServiceNotifier.from_environ()
+        inherited = self.inherited = Inherited()
         for bind in config.binds:
-            self.sockets.append((listen(bind, config.backlog, reuse_port=config.reuse_port,
-                                        unix_mode=config.unix_socket_mode), bind))
+            sock = inherited.take(bind.describe()) or listen(
+                bind, config.backlog, reuse_port=config.reuse_port,
+                unix_mode=config.unix_socket_mode)
+            self.sockets.append((sock, bind))
         try:
             for sock, bind in self.sockets:
                 log.info("Listening at: %s (%d)", describe_listener(sock, bind), os.getpid())
             self.open_group_sockets(config.groups)
             self.start_metrics()
+            inherited.close_rest()
             self.check_access_log()
             self.write_pid_file()
             self.drop_privileges()
@@ -117,7 +126,9 @@ class Master:
                 self.metrics_server.close()
             for sock, bind in self.sockets:
                 sock.close()
-                if bind.path is not None:
+                # A UNIX socket file shared with the other master of an upgrade stays.
+                if (bind.path is not None and not self.upgrader.running()
+                        and inherited.may_unlink(bind.describe())):
                     try:
                         os.unlink(bind.path)
                     except OSError:
@@ -201,7 +212,7 @@ class Master:
         from fastgw.metrics import MetricsPage, MetricsServer, describe, open_listener
 
         self.metrics = MetricsPage(HEARTBEAT_SLOTS)
-        sock = open_listener(bind)
+        sock = self.inherited.take(metrics_key(bind)) or open_listener(bind)
         self.metrics_server = MetricsServer(sock, self.metrics, self.readiness)
         self.metrics_server.start()
         log.info("Metrics, /healthz and /readyz at: %s (%d)", describe(sock, bind), os.getpid())
@@ -237,7 +248,8 @@ class Master:
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD,
-                       signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
+                       signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN,
+                       signal.SIGTTOU):
             signal.signal(signum, self.on_signal)
 
     def on_signal(self, signum, frame):
@@ -466,6 +478,8 @@ class Master:
                 if not self.stopping:
                     self.announced = True
                     self.notifier.ready(self.service_status())
+            elif signum == signal.SIGUSR2:
+                self.upgrader.start(self)
             elif signum == signal.SIGUSR1:
                 log.info("SIGUSR1: reopening log files")
                 reopen_error_log()
@@ -557,6 +571,8 @@ class Master:
                 return
             info = self.workers.get(pid) or self.retiring.get(pid)
             if info is None:
+                if pid == self.upgrader.pid:
+                    self.upgrader.ended(self, status)
                 continue
             booted = self.heartbeats.read(info.slot) > 0
             self.forget(info)
