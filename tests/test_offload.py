@@ -324,3 +324,14 @@ def test_server_key_relative_to_the_file(site, tmp_path):
     out = proc.stdout.decode()
     assert "x_sendfile_roots=[%r]" % str(tmp_path / "files") in out
     assert "x_sendfile_roots=['/']" in out
+
+
+def test_explain_says_an_internal_mount_answers_404(site):
+    from fgwtest import fastgw_command
+
+    proc = subprocess.run(fastgw_command() + ["explain", "/protected/report.pdf", "--config",
+                                              str(site["config"])],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    assert "internal mount; a client asking for this URL gets 404 Not Found" in out

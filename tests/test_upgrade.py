@@ -68,6 +68,13 @@ class SteadyLoad:
             except Exception as exc:
                 self.failures.append(repr(exc))
 
+    def more(self, count, after):
+        """Wait for `count` more answers; return how many there were before."""
+        before = len(self.served)
+        wait_until(lambda: len(self.served) >= before + count, 30,
+                   message="%d more requests after %s" % (count, after))
+        return before
+
     def served_by(self, master):
         return [pid for pid in set(self.served) if pid_alive(pid) and parent_of(pid) == master]
 
@@ -114,9 +121,7 @@ def test_sigusr2_under_load_then_sigterm_to_the_old_master(start_server, tmp_pat
             # SIGTERM to the old master finishes the switch.
             srv.send_signal(signal.SIGTERM)
             assert srv.wait_exit() == 0
-            count = len(load.served)
-            wait_until(lambda: len(load.served) >= count + 50, 30,
-                       message="50 more requests after the old master exited")
+            count = load.more(50, "the old master exited")
         finally:
             load.stop()
         assert load.failures == []
@@ -160,9 +165,7 @@ def test_stopping_the_new_master_undoes_the_upgrade(start_server, tmp_path):
             new = None
             assert read_pid(pid_file) == old
             assert not os.path.exists(pid_file + ".oldbin")
-            count = len(load.served)
-            wait_until(lambda: len(load.served) >= count + 30, 30,
-                       message="30 more requests after the undo")
+            count = load.more(30, "the undo")
         finally:
             load.stop()
         assert load.failures == []

@@ -462,13 +462,14 @@ def printable_stdout():
 def check(config, args):
     """`fastgw check`: the configuration is valid; print the routing table and the settings."""
     from fastgw.configfile import toml_value
+    from fastgw.explain import describe_mount
 
     out = printable_stdout()
     where = f" ({config.config_file} and the command line)" if config.config_file else ""
     out.write(f"fastgw: configuration OK{where}\n\n")
     out.write("routing table (exact files first, then the longest prefix wins):\n")
     for mount in sorted(config.mounts, key=routing_order):
-        out.write(f"  {mount.describe()}\n")
+        out.write(f"  {describe_mount(mount)}\n")
     if config.groups:
         out.write("\nprocess groups:\n")
         for group in config.groups:

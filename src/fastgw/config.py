@@ -171,14 +171,9 @@ class Mount:
         if self.group is not None and (self.app is None or type(self.group) is not str):
             raise ConfigError(f"{where}: group = {self.group!r} only applies to app mounts and "
                               f"must name a [[group]]")
-        if self.internal is not False and (self.static is None or self.internal is not True):
-            raise ConfigError(f"{where}: internal = {self.internal!r} only applies to static "
-                              f"mounts and must be true or false")
-        if self.x_sendfile_roots:
-            if self.app is None:
-                raise ConfigError(f"{where}: x_sendfile_roots only applies to app mounts")
-            from fastgw.offload import check_roots
-            object.__setattr__(self, "x_sendfile_roots", check_roots(self.x_sendfile_roots, where))
+        if self.internal is not False or self.x_sendfile_roots:
+            from fastgw.offload import check_mount
+            check_mount(self, where)
         given = [k for k in ("app", "static") + GATEWAY_KINDS if getattr(self, k) is not None]
         if len(given) > 1 and given[1] in GATEWAY_KINDS:
             raise ConfigError(f"{where}: give one of app, static, cgi, fastcgi or scgi, not both "
@@ -316,52 +311,6 @@ class Mount:
     @property
     def wire_path(self):
         return wire_path(self.path)
-
-    def describe(self):
-        """One line of the routing table, as `fastgw check` prints it."""
-        if self.kind == "auth":
-            return (f"{self.path:<20} auth only    {self.auth.describe()}  (guards every URL "
-                    f"below it, served by the mount it would reach without the rule)")
-        if self.kind in ("app", "group"):
-            options = [f"group={self.group}"] if self.group else []
-            if self.x_sendfile_roots:
-                options.append("x_sendfile_roots=[" + ", ".join(
-                    repr(printable_path(root)) for root in self.x_sendfile_roots) + "]")
-            if self.auth is not None:
-                options.append(self.auth.describe())
-            options = "  (" + ", ".join(options) + ")" if options else ""
-            return f"{self.path:<20} app          {self.app}{options}"
-        if self.kind in GATEWAY_KINDS:
-            target = getattr(self, self.kind)
-            line = f"{self.path:<20} {self.kind:<12} {printable_path(target) if self.kind == 'cgi' else target}"
-            options = [f"{name}={value!r}" for name, value in self.params]
-            if self.split_path_info:
-                options.append(f"split_path_info={self.split_path_info!r}")
-            if self.timeout is not None:
-                options.append(f"timeout={self.timeout:g}")
-            if self.auth is not None:
-                options.append(self.auth.describe())
-            return line + ("  (" + ", ".join(options) + ")" if options else "")
-        what = "static dir " if self.kind == "dir" else "static file"
-        line = f"{self.path:<20} {what}  {printable_path(self.static)}"
-        options = []
-        if self.kind == "dir":
-            options.append(f"index={self.index}" if self.index else "index=off")
-            if self.dotfiles:
-                options.append("dotfiles")
-            if self.follow_symlinks:
-                options.append("follow_symlinks")
-        if self.precompressed:
-            options.append("precompressed")
-        if self.cache_control:
-            options.append(f"cache_control={self.cache_control!r}")
-        if self.manifest:
-            options.append(f"manifest={self.manifest!r}")
-        if self.internal:
-            options.append("internal: X-Accel-Redirect only")
-        if self.auth is not None:
-            options.append(self.auth.describe())
-        return line + ("  (" + ", ".join(options) + ")" if options else "")
 
 
 def parse_mount_arg(text, flag):

@@ -50,6 +50,17 @@ ERROR_BODY = b"500 Internal Server Error\n"
 _depth = threading.local()
 
 
+def check_mount(mount, where):
+    """`internal` is for static mounts, `x_sendfile_roots` (made absolute here) for apps."""
+    if mount.internal is not False and (mount.static is None or mount.internal is not True):
+        raise ConfigError(f"{where}: internal = {mount.internal!r} only applies to static "
+                          f"mounts and must be true or false")
+    if mount.x_sendfile_roots:
+        if mount.app is None:
+            raise ConfigError(f"{where}: x_sendfile_roots only applies to app mounts")
+        object.__setattr__(mount, "x_sendfile_roots", check_roots(mount.x_sendfile_roots, where))
+
+
 def check_roots(roots, where):
     """x_sendfile_roots -> absolute directory paths (fastgw's str convention)."""
     if isinstance(roots, str) or not all(type(r) is str and r for r in roots):
