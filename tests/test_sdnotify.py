@@ -4,7 +4,6 @@ it and reads what the master sends: READY=1 once every worker serves, RELOADING=
 READY=1 around SIGHUP, STOPPING=1 on SIGTERM, STATUS= lines, and WATCHDOG=1 at half of
 WATCHDOG_USEC while the workers' heartbeats are fresh (not while a request is stuck).
 """
-import os
 import signal
 import socket
 import threading

@@ -11,7 +11,6 @@ import pwd
 import re
 import signal
 import subprocess
-import sys
 import threading
 
 import pytest

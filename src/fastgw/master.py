@@ -28,8 +28,8 @@ import time
 from typing import Optional
 
 from fastgw.errorlog import reopen_error_log
-from fastgw.config import Bind
 from fastgw.errors import ConfigError, FastgwError
+from fastgw.groupsockets import GroupSockets
 from fastgw.heartbeats import SLOTS as HEARTBEAT_SLOTS, Heartbeats
 from fastgw.listeners import describe_listener, listen
 from fastgw.privileges import preload_handlers, switch_to, wanted_ids
@@ -83,8 +83,7 @@ class Master:
         self.draining = False
         self.drain_deadline = None
         # Process groups: name -> (listening socket, Bind) in the private directory.
-        self.group_sockets = {}
-        self.group_dir = None
+        self.group_sockets = GroupSockets()
         self.pool_ids = {}
         self.groups_stopping = False
         # systemd (fastgw.sdnotify): READY=1 said once every worker serves; requests
@@ -107,7 +106,7 @@ class Master:
         try:
             for sock, bind in self.sockets:
                 log.info("Listening at: %s (%d)", describe_listener(sock, bind), os.getpid())
-            self.open_group_sockets(config.groups)
+            self.group_sockets.open(config.groups, config.backlog)
             self.start_metrics()
             inherited.close_rest()
             self.check_access_log()
@@ -133,11 +132,7 @@ class Master:
                         os.unlink(bind.path)
                     except OSError:
                         pass
-            for sock, _ in self.group_sockets.values():
-                sock.close()
-            if self.group_dir is not None:
-                import shutil
-                shutil.rmtree(self.group_dir, ignore_errors=True)
+            self.group_sockets.close_all()
             if self.pid_file is not None:
                 try:
                     os.unlink(self.pid_file)
@@ -155,40 +150,6 @@ class Master:
             raise ConfigError(f"--pid {path!r}: cannot write the pid file: {e.strerror}") from None
         self.pid_file = os.path.abspath(path)
 
-    def open_group_sockets(self, groups):
-        """A listening socket per process group not yet served, in a directory only the
-        master (and the front workers' user) may enter."""
-        for group in groups:
-            if group.name in self.group_sockets:
-                continue
-            if self.group_dir is None:
-                import tempfile  # only with groups: it pulls in a dozen modules per worker
-                self.group_dir = tempfile.mkdtemp(prefix="fastgw-groups-")
-            bind = Bind(path=os.path.join(self.group_dir, group.name + ".sock"), scheme="fastcgi")
-            sock = listen(bind, self.config.backlog, unix_mode=0o600)
-            self.group_sockets[group.name] = (sock, bind)
-            if self.worker_ids is not None:
-                self.chown_group_socket(bind)
-            log.info("Process group %r: %d process(es) at %s", group.name, group.processes,
-                     bind.path)
-
-    def close_unused_group_sockets(self):
-        names = {group.name for group in self.config.groups}
-        for name in [n for n in self.group_sockets if n not in names]:
-            sock, bind = self.group_sockets.pop(name)
-            sock.close()
-            try:
-                os.unlink(bind.path)
-            except OSError:
-                pass
-
-    def chown_group_socket(self, bind):
-        """The front workers connect to the socket: it is theirs (mode 0600)."""
-        uid, gid = self.worker_ids
-        uid = os.getuid() if uid is None else uid
-        os.chown(self.group_dir, uid, gid)
-        os.chown(bind.path, uid, gid)
-
     def drop_privileges(self):
         """--user/--group (and a group's user/group): checked here, applied in each worker
         right after the fork (fastgw.privileges); the master stays root."""
@@ -200,8 +161,7 @@ class Master:
         for sock, bind in self.sockets:
             if bind.path is not None:
                 os.chown(bind.path, os.getuid() if uid is None else uid, gid)
-        for sock, bind in self.group_sockets.values():
-            self.chown_group_socket(bind)
+        self.group_sockets.give_to(self.worker_ids)
         log.info("Workers run as uid %d, gid %d", os.getuid() if uid is None else uid, gid)
 
     def start_metrics(self):
@@ -329,8 +289,7 @@ class Master:
                 sock.close()
             return Worker(self.config, self.sockets, master_pid, ready_w, heartbeat=heartbeat,
                           metrics=(self.metrics, slot) if self.metrics is not None else None,
-                          group_sockets={name: bind.path
-                                         for name, (_, bind) in self.group_sockets.items()})
+                          group_sockets=self.group_sockets.paths())
         from fastgw.groups import enter_group
 
         for sock, _ in self.sockets:
@@ -537,7 +496,7 @@ class Master:
                 config = dataclasses.replace(config, binds=self.config.binds)
         old_config, old = self.config, list(self.workers.values())
         try:
-            self.open_group_sockets(config.groups)
+            self.group_sockets.open(config.groups, config.backlog)
         except OSError as e:
             log.error("reload failed: cannot open a process group's socket: %s", e)
             return
@@ -549,7 +508,7 @@ class Master:
         if self.wait_ready(new):
             for info in old:
                 self.retire(info)
-            self.close_unused_group_sockets()
+            self.group_sockets.close_unused(self.config.groups)
             log.info("reload done: %d new worker(s), %d retiring", len(new), len(old))
             return
         for info in list(self.workers.values()):
@@ -557,7 +516,7 @@ class Master:
             self.kill_worker(info, signal.SIGKILL)
         self.config = old_config
         self.workers.update({info.pid: info for info in old})
-        self.close_unused_group_sockets()
+        self.group_sockets.close_unused(self.config.groups)
         if not self.stopping:
             log.error("reload failed: the new workers could not start; the old workers keep serving")
 
