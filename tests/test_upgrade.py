@@ -95,7 +95,9 @@ def test_sigusr2_under_load_then_sigterm_to_the_old_master(start_server, tmp_pat
     notify_path = str(tmp_path / "notify.sock")
     manager = NotifySocket(notify_path)
     srv = start_server(APP, "--workers", "2", "--pid", pid_file, "--bind", "unix:" + unix_path,
-                       default_workers=False, env={"NOTIFY_SOCKET": notify_path})
+                       "--metrics", "127.0.0.1:0", default_workers=False,
+                       env={"NOTIFY_SOCKET": notify_path})
+    metrics = srv.wait_for_log(r"Metrics, /healthz and /readyz at: (\S+) \(%d\)" % srv.pid)
     old = srv.pid
     new = None
     try:
@@ -115,6 +117,9 @@ def test_sigusr2_under_load_then_sigterm_to_the_old_master(start_server, tmp_pat
             wait_until(lambda: load.served_by(new), 30,
                        message="a worker of the new master to answer")
             srv.wait_for_log(r"\[%d\] \[INFO\] Listening at: unix:%s" % (new, unix_path))
+            # --metrics 127.0.0.1:0 too is inherited, not bound anew on another port.
+            again_at = srv.wait_for_log(r"Metrics, /healthz and /readyz at: (\S+) \(%d\)" % new)
+            assert again_at.group(1) == metrics.group(1)
             again = manager.wait_for("READY", "1", start=ready + 1)
             assert manager.snapshot()[again]["MAINPID"] == str(new)
             mark = len(manager.snapshot())
@@ -182,3 +187,22 @@ def test_stopping_the_new_master_undoes_the_upgrade(start_server, tmp_path):
                 stop_master(new)
             wait_until(lambda: not [pid for pid in srv.worker_pids() if pid_alive(pid)], 20,
                        message="every worker to exit")
+
+
+def test_a_new_master_that_cannot_start_leaves_the_old_one_serving(start_server, tmp_path):
+    """The configuration broke between the start and SIGUSR2: the new master reports
+    it and exits, the old one logs that, takes its pid file back and goes on."""
+    pid_file = str(tmp_path / "fastgw.pid")
+    config = tmp_path / "fastgw.toml"
+    config.write_text("[server]\nworkers = 1\n")
+    srv = start_server(APP, "--config", str(config), "--pid", pid_file, default_workers=False)
+    old = srv.pid
+    config.write_text("[server]\nworkers = 0\n")
+    srv.send_signal(signal.SIGUSR2)
+    srv.wait_for_log(r"fastgw: error: .*workers = 0")
+    srv.wait_for_log(r"the new master \d+ exited \(exit code 1\); this master \(%d\) goes on "
+                     r"serving" % old)
+    assert read_pid(pid_file) == old
+    assert not os.path.exists(pid_file + ".oldbin")
+    assert http_request(srv.port, "GET", "/pid").status == 200
+    assert srv.stop() == 0
