@@ -282,7 +282,7 @@ def plain_config(tmp_path, site, group):
 def test_plain_app_x_accel_redirect(start_server, site, curl, tmp_path, mode):
     extra = ["--threads", "2"] if mode == "threads" else []
     srv = start_server(None, "--config", plain_config(tmp_path, site, mode == "group"), *extra)
-    for route in ("/accel", "/lazy"):
+    for route in ("/accel", "/lazy", "/write"):
         status, headers, body = fetch(curl, srv, route + "?to=/protected/report.pdf")
         assert (status, body) == (200, REPORT), (route, headers)
         assert headers["content-disposition"] == ["attachment"]

@@ -132,6 +132,8 @@ class Exchange:
             raise AssertionError("write() called before start_response()")
         if type(data) is not bytes:
             raise TypeError(f"write() needs bytes, not {type(data).__name__}")
+        if self.offload is not None:
+            return  # the file the header names replaces the body (fastgw.offload)
         if not self.head_sent:
             self.send_head()
         self.resp.write(data)

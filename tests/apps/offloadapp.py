@@ -2,6 +2,7 @@
 
 /accel?to=URL       200 with X-Accel-Redirect: URL and a body that must not be sent
 /lazy?to=URL        the same from a generator that calls start_response on its first step
+/write?to=URL       the same, the body given to start_response's write() callable
 /again              X-Accel-Redirect: /again, forever (the server gives up)
 /whoami             "PID"
 """
@@ -23,6 +24,10 @@ def application(environ, start_response):
             yield b"the application's "
             yield b"own body"
         return body()
+    if path == "/write":
+        write = start_response("200 OK", headers)
+        write(b"the application's own body")
+        return []
     if path == "/again":
         start_response("200 OK", [("X-Accel-Redirect", "/again")])
         return [b""]
