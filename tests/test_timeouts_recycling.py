@@ -427,6 +427,7 @@ def test_reload_on_rss_replaces_a_growing_worker(start_server, tmp_path, mode):
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
     try:
+        wait_until(lambda: first in served, 20, message="the client to be answered")
         resp = http_request(srv.port, "GET", prefix + "/grow?mb=150", timeout=30)
         assert resp.status == 200 and resp.body.split() == [str(first).encode(), b"151"]
         m = srv.wait_for_log(r"worker %d: resident memory (\d+) MiB passed --reload-on-rss "

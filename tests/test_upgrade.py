@@ -159,6 +159,7 @@ def test_stopping_the_new_master_undoes_the_upgrade(start_server, tmp_path):
     try:
         load = SteadyLoad(srv.port, unix_path)
         try:
+            load.more(5, "the start")  # a worker answers: the master has its signal handlers
             srv.send_signal(signal.SIGUSR2)
             new = wait_until(lambda: read_pid(pid_file) not in (None, old) and read_pid(pid_file),
                              20, message="the new master to write PIDFILE")
@@ -197,6 +198,8 @@ def test_a_new_master_that_cannot_start_leaves_the_old_one_serving(start_server,
     config.write_text("[server]\nworkers = 1\n")
     srv = start_server(APP, "--config", str(config), "--pid", pid_file, default_workers=False)
     old = srv.pid
+    # Signals are the master's once it boots workers (before, SIGUSR2 would end it).
+    assert http_request(srv.port, "GET", "/pid").status == 200
     config.write_text("[server]\nworkers = 0\n")
     srv.send_signal(signal.SIGUSR2)
     srv.wait_for_log(r"fastgw: error: .*workers = 0")
