@@ -77,6 +77,9 @@ def test_systemd_unit_command_line_checks():
     socket_unit = open(example("systemd", "fastgw.socket"), encoding="utf-8").read()
     words = unit_exec_start(service)
     assert words[1] == "serve"
+    # fastgw speaks systemd's notify protocol (tests/test_sdnotify.py)
+    assert re.search(r"^Type=notify$", service, re.M)
+    assert re.search(r"^WatchdogSec=\d+$", service, re.M)
     names = re.findall(r"^FileDescriptorName=(\S+)", socket_unit, re.M)
     assert "--bind" in words and words[words.index("--bind") + 1] == "fd://" + names[0]
     proc = fastgw_check(words[2:], activation_names=names)

@@ -3,13 +3,14 @@
 boot failures, and the development reloader (--reload).
 """
 import http.client
+import subprocess
 import os
 import threading
 import time
 
 import pytest
 
-from fgwtest import (RawConnection, http_request, pid_alive, read_lines, request, wait_for_line,
+from fgwtest import (RawConnection, fastgw_command, http_request, pid_alive, read_lines, request, wait_for_line,
                      wait_until)
 from procapp_helpers import APP, events_path, new_id
 
@@ -380,3 +381,76 @@ def test_reload_survives_a_broken_edit(start_server, tmp_path):
     wait_until(lambda: body_of(srv.port) == "fixed h", 30, message="the fixed module served")
     assert srv.proc.poll() is None
     assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------
+# --reload-on-rss
+
+RSS_LIMIT_MIB = 120
+
+
+def rss_group_config(tmp_path):
+    """procapp at /grp run by a process group of 1 process with 2 threads."""
+    path = tmp_path / "fastgw.toml"
+    path.write_text(
+        '[[mount]]\npath = "/grp"\napp = "procapp:application"\ngroup = "leaky"\n\n'
+        '[[group]]\nname = "leaky"\nprocesses = 1\nthreads = 2\n', encoding="utf-8")
+    return ["--config", str(path)]
+
+
+@pytest.mark.parametrize("mode", ["inline", "threads", "group"])
+def test_reload_on_rss_replaces_a_growing_worker(start_server, tmp_path, mode):
+    """An application that keeps 150 MiB after a request (a leak) passes --reload-on-rss
+    120: its worker is replaced gracefully, with one line naming it and its size, while a
+    client thread keeps sending requests, none of which fails."""
+    extra = {"inline": [], "threads": ["--threads", "2"], "group": rss_group_config(tmp_path)}
+    prefix = "/grp" if mode == "group" else ""
+    srv = start_server(APP, "--reload-on-rss", str(RSS_LIMIT_MIB), *extra[mode])
+    boot = r"Booting process group 'leaky' worker with pid: (\d+)" if mode == "group" else \
+        r"Booting worker with pid: (\d+)"
+    first = int(srv.wait_for_log(boot).group(1))
+    assert int(http_request(srv.port, "GET", prefix + "/pid").body) == first
+    # A worker that did not grow stays: its RSS is below the limit.
+    assert int(http_request(srv.port, "GET", prefix + "/grow?mb=1").body.split()[0]) == first
+    failures, served = [], []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                resp = http_request(srv.port, "GET", prefix + "/pid", timeout=30)
+                assert resp.status == 200, resp
+                served.append(int(resp.body))
+            except Exception as exc:
+                failures.append(repr(exc))
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: first in served, 20, message="the client to be answered")
+        resp = http_request(srv.port, "GET", prefix + "/grow?mb=150", timeout=30)
+        assert resp.status == 200 and resp.body.split() == [str(first).encode(), b"151"]
+        m = srv.wait_for_log(r"worker %d: resident memory (\d+) MiB passed --reload-on-rss "
+                             r"%d MiB after \d+ requests; replacing it gracefully"
+                             % (first, RSS_LIMIT_MIB))
+        assert int(m.group(1)) > RSS_LIMIT_MIB
+        srv.wait_for_log(r"worker %d exited to be replaced" % first)
+        second = int(srv.wait_for_log(boot, count=2).group(1))
+        wait_until(lambda: second in served, 20, message="the new worker to answer")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert failures == []
+    assert served.index(second) > served.index(first)
+    assert first not in served[served.index(second):]
+    assert srv.log_text().count("passed --reload-on-rss") == 1
+    assert "starting another" not in srv.log_text()
+    assert srv.stop() == 0
+
+
+def test_reload_on_rss_is_checked():
+    proc = subprocess.run(fastgw_command() + ["check", "procapp:application", "--reload-on-rss",
+                                              "-5"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 2
+    assert b"--reload-on-rss: '-5' must be 0 or more" in proc.stderr

@@ -479,7 +479,10 @@ cdef class FcgiProtocol(Protocol):
             conn.close()
             return
         self.end_request(freq.rid, REQUEST_COMPLETE)
-        if not freq.keep_conn:
+        # A stopping worker closes kept connections too: a web server (or a front worker
+        # forwarding to a process group) that reuses one at once would keep it busy, and
+        # the worker would never stop; a request sent on it meanwhile is retried there.
+        if not freq.keep_conn or conn.loop.stopping:
             # With the request's input all read (its STDIN end record included) the web
             # server sends nothing more: close at once, no half-close and lingering read.
             conn.close_after_flush(not (body is not None and (body.ended or body.done)

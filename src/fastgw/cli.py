@@ -12,7 +12,8 @@ import sys
 
 from fastgw import __version__
 from fastgw.activation import default_binds
-from fastgw.config import LOG_LEVELS, Config, Mount, parse_bind, parse_env, parse_mount_arg
+from fastgw.config import (LOG_LEVELS, Config, Mount, fs_str, parse_bind, parse_env,
+                           parse_mount_arg)
 from fastgw.errors import ConfigError, FastgwError
 
 # The `import-*` commands: the module whose translate() prints the fastgw.toml.
@@ -153,6 +154,10 @@ def add_serve_arguments(serve):
     serve.add_argument("--scgi", action="append", default=[], metavar="PREFIX=ADDRESS",
                        help="forward a URL prefix to an SCGI server, e.g. "
                             "/app=tcp://127.0.0.1:4000; repeatable")
+    serve.add_argument("--x-sendfile-root", action="append", default=[], metavar="DIR",
+                       help="an application's X-Sendfile may name files below DIR (sent by "
+                            "fastgw, the app's body discarded); applies to every app mount "
+                            "without x_sendfile_roots of its own; repeatable")
     serve.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
                        help="listen on HOST:PORT, [IPv6]:PORT, unix:/path or fd://N (an "
                             "inherited socket; fd://NAME for a systemd socket); prefix "
@@ -201,6 +206,9 @@ def add_serve_arguments(serve):
                          help="restart a worker gracefully after about N requests; 0 = never")
     process.add_argument("--max-requests-jitter", type=non_negative_int, default=0, metavar="N",
                          help="add a random 0..N to --max-requests per worker (default 0)")
+    process.add_argument("--reload-on-rss", type=non_negative_int, default=0, metavar="MIB",
+                         help="replace a worker gracefully once its resident memory passed MIB "
+                              "mebibytes after a request (against slow leaks); 0 = never")
     process.add_argument("--pid", metavar="FILE", help="write the master's pid to FILE")
     process.add_argument("--user", metavar="USER",
                          help="switch to this user after binding (when started as root)")
@@ -332,6 +340,8 @@ def config_from_args(args, file_config=None):
         cli_mounts += [parse_mount_arg(text, "--" + flag) for text in getattr(args, flag)]
     overridden = {m.path for m in cli_mounts}
     mounts = [m for m in file_mounts if m.path not in overridden] + cli_mounts
+    if args.x_sendfile_root:
+        mounts = with_sendfile_roots(mounts, args.x_sendfile_root)
     return Config(
         mounts=tuple(mounts),
         groups=tuple(file_config.groups) if file_config is not None else (),
@@ -364,6 +374,7 @@ def config_from_args(args, file_config=None):
         timeout=args.timeout,
         max_requests=args.max_requests,
         max_requests_jitter=args.max_requests_jitter,
+        reload_on_rss=args.reload_on_rss,
         pid=args.pid,
         user=args.user,
         group=args.group,
@@ -381,13 +392,27 @@ def config_from_args(args, file_config=None):
     )
 
 
+def with_sendfile_roots(mounts, roots):
+    """--x-sendfile-root: the roots of every app mount that has none of its own."""
+    import dataclasses
+
+    if not any(m.kind in ("app", "group") for m in mounts):
+        raise ConfigError("--x-sendfile-root: no application is mounted; it names the "
+                          "directories an application's X-Sendfile may send files from")
+    roots = tuple(fs_str(os.fsencode(root)) for root in roots)
+    return [dataclasses.replace(m, x_sendfile_roots=roots)
+            if m.kind in ("app", "group") and not m.x_sendfile_roots else m for m in mounts]
+
+
 def serve(config, reload_config=None, locale_warning=None):
     import logging
 
     from fastgw.errorlog import setup_error_log
     from fastgw.loader import prepare_import_path
     from fastgw.master import Master
+    from fastgw.upgrade import Upgrader
 
+    upgrader = Upgrader()  # before --chdir: a new master starts where this one did
     setup_error_log(config.log_level, config.error_log)
     if locale_warning:
         logging.getLogger("fastgw.error").warning(locale_warning)
@@ -395,7 +420,7 @@ def serve(config, reload_config=None, locale_warning=None):
         os.chdir(config.chdir)
     os.environ.update(config.env)
     prepare_import_path(config.pythonpath)
-    return Master(config, reload_config=reload_config).run()
+    return Master(config, reload_config=reload_config, upgrader=upgrader).run()
 
 
 def config_reloader(argv):
@@ -465,13 +490,14 @@ def printable_stdout():
 def check(config, args):
     """`fastgw check`: the configuration is valid; print the routing table and the settings."""
     from fastgw.configfile import toml_value
+    from fastgw.explain import describe_mount
 
     out = printable_stdout()
     where = f" ({config.config_file} and the command line)" if config.config_file else ""
     out.write(f"fastgw: configuration OK{where}\n\n")
     out.write("routing table (exact files first, then the longest prefix wins):\n")
     for mount in sorted(config.mounts, key=routing_order):
-        out.write(f"  {mount.describe()}\n")
+        out.write(f"  {describe_mount(mount)}\n")
     if config.groups:
         out.write("\nprocess groups:\n")
         for group in config.groups:

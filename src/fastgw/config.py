@@ -139,6 +139,10 @@ class Mount:
     # False: the application reads the request body as it arrives (nginx's
     # request_buffering off), instead of being called once the loop has it all.
     request_buffering: bool = True
+    # Protected downloads (fastgw.offload): a static mount only X-Accel-Redirect reaches,
+    # and the directories an app mount's X-Sendfile may name files below.
+    internal: bool = False
+    x_sendfile_roots: Tuple[str, ...] = ()
     # "--mount '/api=api:app'" or "fastgw.toml: [[mount]] #2": where to fix a mistake.
     source: str = field(default="", compare=False)
     # "app", "group" (an app in a process group), "dir", "file", "cgi", "fastcgi", "scgi"
@@ -170,6 +174,9 @@ class Mount:
         if self.group is not None and (self.app is None or type(self.group) is not str):
             raise ConfigError(f"{where}: group = {self.group!r} only applies to app mounts and "
                               f"must name a [[group]]")
+        if self.internal is not False or self.x_sendfile_roots:
+            from fastgw.offload import check_mount
+            check_mount(self, where)
         given = [k for k in ("app", "static") + GATEWAY_KINDS if getattr(self, k) is not None]
         if len(given) > 1 and given[1] in GATEWAY_KINDS:
             raise ConfigError(f"{where}: give one of app, static, cgi, fastcgi or scgi, not both "
@@ -308,47 +315,6 @@ class Mount:
     def wire_path(self):
         return wire_path(self.path)
 
-    def describe(self):
-        """One line of the routing table, as `fastgw check` prints it."""
-        if self.kind == "auth":
-            return (f"{self.path:<20} auth only    {self.auth.describe()}  (guards every URL "
-                    f"below it, served by the mount it would reach without the rule)")
-        if self.kind in ("app", "group"):
-            options = [f"group={self.group}"] if self.group else []
-            if self.auth is not None:
-                options.append(self.auth.describe())
-            options = "  (" + ", ".join(options) + ")" if options else ""
-            return f"{self.path:<20} app          {self.app}{options}"
-        if self.kind in GATEWAY_KINDS:
-            target = getattr(self, self.kind)
-            line = f"{self.path:<20} {self.kind:<12} {printable_path(target) if self.kind == 'cgi' else target}"
-            options = [f"{name}={value!r}" for name, value in self.params]
-            if self.split_path_info:
-                options.append(f"split_path_info={self.split_path_info!r}")
-            if self.timeout is not None:
-                options.append(f"timeout={self.timeout:g}")
-            if self.auth is not None:
-                options.append(self.auth.describe())
-            return line + ("  (" + ", ".join(options) + ")" if options else "")
-        what = "static dir " if self.kind == "dir" else "static file"
-        line = f"{self.path:<20} {what}  {printable_path(self.static)}"
-        options = []
-        if self.kind == "dir":
-            options.append(f"index={self.index}" if self.index else "index=off")
-            if self.dotfiles:
-                options.append("dotfiles")
-            if self.follow_symlinks:
-                options.append("follow_symlinks")
-        if self.precompressed:
-            options.append("precompressed")
-        if self.cache_control:
-            options.append(f"cache_control={self.cache_control!r}")
-        if self.manifest:
-            options.append(f"manifest={self.manifest!r}")
-        if self.auth is not None:
-            options.append(self.auth.describe())
-        return line + ("  (" + ", ".join(options) + ")" if options else "")
-
 
 def parse_mount_arg(text, flag):
     """`--mount PREFIX=APP` / `--static PREFIX=PATH` / `--cgi PREFIX=DIR` /
@@ -438,6 +404,8 @@ class Config:
     timeout: float = 30.0
     max_requests: int = 0
     max_requests_jitter: int = 0
+    # MiB of resident memory past which a worker is replaced after a request; 0 = off.
+    reload_on_rss: int = 0
     pid: Optional[str] = None
     user: Optional[str] = None
     group: Optional[str] = None
@@ -489,6 +457,8 @@ class Config:
             raise ConfigError(f"--timeout {self.timeout}: must be 0 (never) or more seconds")
         if self.max_requests < 0 or self.max_requests_jitter < 0:
             raise ConfigError("--max-requests and --max-requests-jitter must be 0 or more")
+        if self.reload_on_rss < 0:
+            raise ConfigError(f"--reload-on-rss {self.reload_on_rss}: must be 0 (off) or more MiB")
         if self.graceful_timeout < 0:
             raise ConfigError(f"--graceful-timeout {self.graceful_timeout}: must be 0 or more seconds")
         for name in ("header_timeout", "io_timeout"):
@@ -621,6 +591,8 @@ class Config:
         # Auth was checked by the front, which passes REMOTE_USER on.
         mounts = tuple(dataclasses.replace(m, group=None, auth=None) for m in self.mounts
                        if m.group == group.name)
+        # X-Accel-Redirect from the group's apps is answered in the group, from these.
+        mounts += tuple(m for m in self.mounts if m.internal)
         return dataclasses.replace(
             self, app=None, mounts=mounts, groups=(), serving_group=group.name,
             workers=group.processes, threads=group.threads, access_log=None, metrics=None,

@@ -20,13 +20,15 @@ from fastgw.config import Mount, fs_str
 from fastgw.errors import ConfigError
 
 # [server] keys holding file system paths, resolved against the file's directory.
-PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log", "body_buffer_dir"})
+PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log", "body_buffer_dir",
+                       "x_sendfile_root"})
 MOUNT_KEYS = ("path", "app", "static", "index", "cache_control", "dotfiles",
               "follow_symlinks", "precompressed", "cgi", "fastcgi", "scgi", "params",
-              "split_path_info", "timeout", "auth", "manifest", "group", "request_buffering")
+              "split_path_info", "timeout", "auth", "manifest", "group", "internal",
+              "x_sendfile_roots", "request_buffering")
 GATEWAY_KEYS = ("cgi", "fastcgi", "scgi")
 STATIC_ONLY_KEYS = ("index", "cache_control", "dotfiles", "follow_symlinks", "precompressed",
-                    "manifest")
+                    "manifest", "internal")
 # Hints for keys people will try in [server].
 SERVER_HINTS = {
     "app": 'the application is a mount: [[mount]] path = "/" app = "module:callable"',
@@ -166,6 +168,8 @@ def server_value(config, option, value, base):
         if key == "bind":
             converted = [f"unix:{resolve(base, v[5:])}" if v.startswith("unix:") and v[5:] else v
                          for v in converted]
+        elif key in PATH_KEYS:
+            converted = [resolve(base, v) for v in converted]
         return converted
     if isinstance(value, bool) or isinstance(value, (list, dict)):
         fail(describe_allowed(option))
@@ -271,7 +275,7 @@ def mount_entry(label, number, entry, base):
                               f"seconds above 0")
         gateway["timeout"] = float(timeout)
     options = {}
-    for key in ("dotfiles", "follow_symlinks", "precompressed"):
+    for key in ("dotfiles", "follow_symlinks", "precompressed", "internal"):
         if key in entry:
             if not isinstance(entry[key], bool):
                 raise ConfigError(f"{where}: {key} = {toml_value(entry[key])}: must be true or false")
@@ -308,4 +312,13 @@ def mount_entry(label, number, entry, base):
             raise ConfigError(f"{where}: request_buffering only applies to mounts that take "
                               f"request bodies (app, cgi, fastcgi, scgi)")
         options["request_buffering"] = entry["request_buffering"]
+    if "x_sendfile_roots" in entry:
+        roots = entry["x_sendfile_roots"]
+        if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+            raise ConfigError(f"{where}: x_sendfile_roots = {toml_value(roots)}: must be a list "
+                              f"of directories, e.g. [\"/srv/private\"]")
+        if app is None:
+            raise ConfigError(f"{where}: x_sendfile_roots only applies to app mounts (the "
+                              f"application's X-Sendfile may name files below them)")
+        options["x_sendfile_roots"] = tuple(resolve(base, root) for root in roots)
     return Mount(path=path, app=app, static=static, source=where, **options, **gateway)

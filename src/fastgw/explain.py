@@ -12,7 +12,7 @@ import os
 import stat
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from fastgw.config import printable_path
+from fastgw.config import GATEWAY_KINDS, printable_path
 from fastgw.errors import ConfigError
 from fastgw.router import route_table, table_router
 
@@ -73,7 +73,7 @@ def explain(config, url):
         return "\n".join(lines) + "\n"
     mount = route.mount
     req.script_name, req.path = prefix, req.path[len(prefix):]
-    lines += [f"  mount:          {mount.describe()}",
+    lines += [f"  mount:          {describe_mount(mount)}",
               f"  defined in:     {mount.source or 'the command line'}",
               f"  SCRIPT_NAME:    {shown(req.script_name)}",
               f"  PATH_INFO:      {shown(req.path)}",
@@ -84,7 +84,10 @@ def explain(config, url):
     elif mount.kind == "app":
         lines.append("  process group:  none: the front workers run the application")
     lines += auth_lines(route, config)
-    if mount.kind in ("dir", "file"):
+    if mount.internal:
+        lines.append("  file:           none: an internal mount; a client asking for this URL "
+                     "gets 404 Not Found, an application's X-Accel-Redirect to it gets the file")
+    elif mount.kind in ("dir", "file"):
         lines += static_lines(mount, req)
     elif mount.kind in ("cgi", "fastcgi", "scgi"):
         lines += gateway_lines(mount, req, config)
@@ -189,3 +192,50 @@ class EmptyBody:
     """The body of the GET request explain imagines."""
 
     length = None
+
+
+def describe_mount(mount):
+    """One line of the routing table, as `fastgw check` prints it."""
+    if mount.kind == "auth":
+        return (f"{mount.path:<20} auth only    {mount.auth.describe()}  (guards every URL "
+                f"below it, served by the mount it would reach without the rule)")
+    if mount.kind in ("app", "group"):
+        options = [f"group={mount.group}"] if mount.group else []
+        if mount.x_sendfile_roots:
+            options.append("x_sendfile_roots=[" + ", ".join(
+                repr(printable_path(root)) for root in mount.x_sendfile_roots) + "]")
+        if mount.auth is not None:
+            options.append(mount.auth.describe())
+        options = "  (" + ", ".join(options) + ")" if options else ""
+        return f"{mount.path:<20} app          {mount.app}{options}"
+    if mount.kind in GATEWAY_KINDS:
+        target = getattr(mount, mount.kind)
+        line = f"{mount.path:<20} {mount.kind:<12} {printable_path(target) if mount.kind == 'cgi' else target}"
+        options = [f"{name}={value!r}" for name, value in mount.params]
+        if mount.split_path_info:
+            options.append(f"split_path_info={mount.split_path_info!r}")
+        if mount.timeout is not None:
+            options.append(f"timeout={mount.timeout:g}")
+        if mount.auth is not None:
+            options.append(mount.auth.describe())
+        return line + ("  (" + ", ".join(options) + ")" if options else "")
+    what = "static dir " if mount.kind == "dir" else "static file"
+    line = f"{mount.path:<20} {what}  {printable_path(mount.static)}"
+    options = []
+    if mount.kind == "dir":
+        options.append(f"index={mount.index}" if mount.index else "index=off")
+        if mount.dotfiles:
+            options.append("dotfiles")
+        if mount.follow_symlinks:
+            options.append("follow_symlinks")
+    if mount.precompressed:
+        options.append("precompressed")
+    if mount.cache_control:
+        options.append(f"cache_control={mount.cache_control!r}")
+    if mount.manifest:
+        options.append(f"manifest={mount.manifest!r}")
+    if mount.internal:
+        options.append("internal: X-Accel-Redirect only")
+    if mount.auth is not None:
+        options.append(mount.auth.describe())
+    return line + ("  (" + ", ".join(options) + ")" if options else "")

@@ -20,49 +20,28 @@ being forwarded to a group still finds it.
 """
 import dataclasses
 import logging
-import mmap
 import os
 import select
 import signal
-import struct
 import sys
 import time
 from typing import Optional
 
 from fastgw.errorlog import reopen_error_log
-from fastgw.config import Bind
 from fastgw.errors import ConfigError, FastgwError
+from fastgw.groupsockets import GroupSockets
+from fastgw.heartbeats import SLOTS as HEARTBEAT_SLOTS, Heartbeats
 from fastgw.listeners import describe_listener, listen
+from fastgw.privileges import preload_handlers, switch_to, wanted_ids
+from fastgw.sdnotify import ServiceNotifier
+from fastgw.upgrade import Inherited, Upgrader, metrics_key
 from fastgw.worker import BOOT_ERROR, Worker
 
 log = logging.getLogger("fastgw.error")
 
 RESPAWN_DELAY = 1.0
-HEARTBEAT_SLOTS = 1024
 STACK_DUMP_GRACE = 1.0
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
-
-
-class Heartbeats:
-    """One double per worker slot in an anonymous shared mapping (CLOCK_MONOTONIC seconds)."""
-
-    def __init__(self, slots=HEARTBEAT_SLOTS):
-        self.page = mmap.mmap(-1, 8 * slots)
-        self.free = list(range(slots - 1, -1, -1))
-
-    def take(self):
-        slot = self.free.pop()
-        self.write(slot, 0.0)
-        return slot
-
-    def give_back(self, slot):
-        self.free.append(slot)
-
-    def write(self, slot, value):
-        struct.pack_into("d", self.page, 8 * slot, value)
-
-    def read(self, slot):
-        return struct.unpack_from("d", self.page, 8 * slot)[0]
 
 
 @dataclasses.dataclass
@@ -77,9 +56,13 @@ class WorkerInfo:
 
 
 class Master:
-    def __init__(self, config, reload_config=None):
+    def __init__(self, config, reload_config=None, upgrader=None):
         self.config = config
         self.reload_config = reload_config
+        # SIGUSR2 (fastgw.upgrade): the new master it starts, and what a master started
+        # that way inherited.
+        self.upgrader = upgrader or Upgrader()
+        self.inherited = None
         self.sockets = []
         self.workers = {}  # pid -> WorkerInfo, the current generation
         self.retiring = {}  # pid -> WorkerInfo, told to stop (reload, fewer workers)
@@ -100,22 +83,32 @@ class Master:
         self.draining = False
         self.drain_deadline = None
         # Process groups: name -> (listening socket, Bind) in the private directory.
-        self.group_sockets = {}
-        self.group_dir = None
+        self.group_sockets = GroupSockets()
         self.pool_ids = {}
         self.groups_stopping = False
+        # systemd (fastgw.sdnotify): READY=1 said once every worker serves; requests
+        # counted by the front workers that are gone, for STATUS.
+        self.notifier = ServiceNotifier()
+        self.announced = False
+        self.requests_done = 0
 
     def run(self):
         """Run until stopped; return the exit status."""
         config = self.config
+        # Before any fork: the workers must not inherit NOTIFY_SOCKET.
+        self.notifier = ServiceNotifier.from_environ()
+        inherited = self.inherited = Inherited()
         for bind in config.binds:
-            self.sockets.append((listen(bind, config.backlog, reuse_port=config.reuse_port,
-                                        unix_mode=config.unix_socket_mode), bind))
+            sock = inherited.take(bind.describe()) or listen(
+                bind, config.backlog, reuse_port=config.reuse_port,
+                unix_mode=config.unix_socket_mode)
+            self.sockets.append((sock, bind))
         try:
             for sock, bind in self.sockets:
                 log.info("Listening at: %s (%d)", describe_listener(sock, bind), os.getpid())
-            self.open_group_sockets(config.groups)
+            self.group_sockets.open(config.groups, config.backlog)
             self.start_metrics()
+            inherited.close_rest()
             self.check_access_log()
             self.write_pid_file()
             self.drop_privileges()
@@ -132,16 +125,14 @@ class Master:
                 self.metrics_server.close()
             for sock, bind in self.sockets:
                 sock.close()
-                if bind.path is not None:
+                # A UNIX socket file shared with the other master of an upgrade stays.
+                if (bind.path is not None and not self.upgrader.running()
+                        and inherited.may_unlink(bind.describe())):
                     try:
                         os.unlink(bind.path)
                     except OSError:
                         pass
-            for sock, _ in self.group_sockets.values():
-                sock.close()
-            if self.group_dir is not None:
-                import shutil
-                shutil.rmtree(self.group_dir, ignore_errors=True)
+            self.group_sockets.close_all()
             if self.pid_file is not None:
                 try:
                     os.unlink(self.pid_file)
@@ -159,59 +150,10 @@ class Master:
             raise ConfigError(f"--pid {path!r}: cannot write the pid file: {e.strerror}") from None
         self.pid_file = os.path.abspath(path)
 
-    def open_group_sockets(self, groups):
-        """A listening socket per process group not yet served, in a directory only the
-        master (and the front workers' user) may enter."""
-        for group in groups:
-            if group.name in self.group_sockets:
-                continue
-            if self.group_dir is None:
-                import tempfile  # only with groups: it pulls in a dozen modules per worker
-                self.group_dir = tempfile.mkdtemp(prefix="fastgw-groups-")
-            bind = Bind(path=os.path.join(self.group_dir, group.name + ".sock"), scheme="fastcgi")
-            sock = listen(bind, self.config.backlog, unix_mode=0o600)
-            self.group_sockets[group.name] = (sock, bind)
-            if self.worker_ids is not None:
-                self.chown_group_socket(bind)
-            log.info("Process group %r: %d process(es) at %s", group.name, group.processes,
-                     bind.path)
-
-    def close_unused_group_sockets(self):
-        names = {group.name for group in self.config.groups}
-        for name in [n for n in self.group_sockets if n not in names]:
-            sock, bind = self.group_sockets.pop(name)
-            sock.close()
-            try:
-                os.unlink(bind.path)
-            except OSError:
-                pass
-
-    def chown_group_socket(self, bind):
-        """The front workers connect to the socket: it is theirs (mode 0600)."""
-        uid, gid = self.worker_ids
-        uid = os.getuid() if uid is None else uid
-        os.chown(self.group_dir, uid, gid)
-        os.chown(bind.path, uid, gid)
-
     def drop_privileges(self):
         """--user/--group (and a group's user/group): checked here, applied in each worker
-        right after the fork; the master stays root so it can remove its pid file and UNIX
-        sockets at exit."""
-        config = self.config
-        wanted = {None: (config.user, config.group, "--user", "--group")}
-        for group in config.groups:
-            if group.user or group.group:
-                wanted[group.name] = (group.user or config.user, group.group or config.group,
-                                      f"{group.source or group.name}: user",
-                                      f"{group.source or group.name}: group")
-        if not any(user or grp_name for user, grp_name, _, _ in wanted.values()):
-            return
-        if os.getuid() != 0:
-            raise ConfigError("--user/--group (or a [[group]]'s user/group): only a server "
-                              "started as root can switch user; drop them or start fastgw as root")
-        for pool, (user, group, user_where, group_where) in wanted.items():
-            if user or group:
-                self.pool_ids[pool] = lookup_ids(user, group, user_where, group_where)
+        right after the fork (fastgw.privileges); the master stays root."""
+        self.pool_ids = wanted_ids(self.config)
         if None not in self.pool_ids:
             return
         self.worker_ids = self.pool_ids[None]
@@ -219,8 +161,7 @@ class Master:
         for sock, bind in self.sockets:
             if bind.path is not None:
                 os.chown(bind.path, os.getuid() if uid is None else uid, gid)
-        for sock, bind in self.group_sockets.values():
-            self.chown_group_socket(bind)
+        self.group_sockets.give_to(self.worker_ids)
         log.info("Workers run as uid %d, gid %d", os.getuid() if uid is None else uid, gid)
 
     def start_metrics(self):
@@ -231,7 +172,7 @@ class Master:
         from fastgw.metrics import MetricsPage, MetricsServer, describe, open_listener
 
         self.metrics = MetricsPage(HEARTBEAT_SLOTS)
-        sock = open_listener(bind)
+        sock = self.inherited.take(metrics_key(bind)) or open_listener(bind)
         self.metrics_server = MetricsServer(sock, self.metrics, self.readiness)
         self.metrics_server.start()
         log.info("Metrics, /healthz and /readyz at: %s (%d)", describe(sock, bind), os.getpid())
@@ -257,6 +198,7 @@ class Master:
         seconds = self.config.drain_seconds
         self.draining = True
         self.drain_deadline = time.monotonic() + seconds
+        self.notifier.stopping()
         log.info("SIGTERM: draining for %g s (--drain-seconds): still serving, /readyz says "
                  "503; then stopping gracefully", seconds)
 
@@ -266,7 +208,8 @@ class Master:
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD,
-                       signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
+                       signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN,
+                       signal.SIGTTOU):
             signal.signal(signum, self.on_signal)
 
     def on_signal(self, signum, frame):
@@ -325,11 +268,7 @@ class Master:
                 group_config = self.config.group_config(self.group(pool))
             ids = self.pool_ids.get(pool)
             if ids is not None:
-                uid, gid = ids
-                os.setgroups([])
-                os.setgid(gid)
-                if uid is not None:
-                    os.setuid(uid)
+                switch_to(ids)
             code = self.make_worker(pool, master_pid, ready_w, slot, group_config).run()
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
@@ -350,8 +289,7 @@ class Master:
                 sock.close()
             return Worker(self.config, self.sockets, master_pid, ready_w, heartbeat=heartbeat,
                           metrics=(self.metrics, slot) if self.metrics is not None else None,
-                          group_sockets={name: bind.path
-                                         for name, (_, bind) in self.group_sockets.items()})
+                          group_sockets=self.group_sockets.paths())
         from fastgw.groups import enter_group
 
         for sock, _ in self.sockets:
@@ -370,7 +308,10 @@ class Master:
         ok = True
         try:
             while pending and ok:
-                readable, _, _ = select.select(list(pending) + [self.wake_r], [], [], 1.0)
+                # The serving generation (none at the first boot) answers meanwhile.
+                self.notifier.watchdog(time.monotonic(), True)
+                readable, _, _ = select.select(list(pending) + [self.wake_r], [], [],
+                                               self.notifier.wait_limit(time.monotonic(), 1.0))
                 for fd in readable:
                     if fd == self.wake_r:
                         self.drain_wakeups()
@@ -428,9 +369,10 @@ class Master:
 
     def supervise(self):
         while True:
+            limit = 0.1 if self.stopping or self.draining else 1.0
             try:
                 readable, _, _ = select.select([self.wake_r], [], [],
-                                               0.1 if self.stopping or self.draining else 1.0)
+                                               self.notifier.wait_limit(time.monotonic(), limit))
             except InterruptedError:
                 readable = []
             if readable:
@@ -439,6 +381,7 @@ class Master:
                 return self.exit_code
             self.reap()
             self.check_timeouts()
+            self.report_service()
             if self.draining and not self.stopping and time.monotonic() >= self.drain_deadline:
                 self.begin_stop("drain window over")
             if self.stopping:
@@ -489,7 +432,13 @@ class Master:
                 # Acted on once the workers being started are ready (or have failed).
                 self.deferred.append(signum)
             elif signum == signal.SIGHUP:
+                self.notifier.reloading()
                 self.reload()
+                if not self.stopping:
+                    self.announced = True
+                    self.notifier.ready(self.service_status())
+            elif signum == signal.SIGUSR2:
+                self.upgrader.start(self)
             elif signum == signal.SIGUSR1:
                 log.info("SIGUSR1: reopening log files")
                 reopen_error_log()
@@ -502,6 +451,8 @@ class Master:
 
     def begin_stop(self, why):
         log.info("%s: stopping gracefully (up to %g s)", why, self.config.graceful_timeout)
+        if not self.draining:
+            self.notifier.stopping()
         self.stopping = True
         self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 1.0
         # Process groups are stopped once the front workers are gone (see supervise).
@@ -545,7 +496,7 @@ class Master:
                 config = dataclasses.replace(config, binds=self.config.binds)
         old_config, old = self.config, list(self.workers.values())
         try:
-            self.open_group_sockets(config.groups)
+            self.group_sockets.open(config.groups, config.backlog)
         except OSError as e:
             log.error("reload failed: cannot open a process group's socket: %s", e)
             return
@@ -557,7 +508,7 @@ class Master:
         if self.wait_ready(new):
             for info in old:
                 self.retire(info)
-            self.close_unused_group_sockets()
+            self.group_sockets.close_unused(self.config.groups)
             log.info("reload done: %d new worker(s), %d retiring", len(new), len(old))
             return
         for info in list(self.workers.values()):
@@ -565,7 +516,7 @@ class Master:
             self.kill_worker(info, signal.SIGKILL)
         self.config = old_config
         self.workers.update({info.pid: info for info in old})
-        self.close_unused_group_sockets()
+        self.group_sockets.close_unused(self.config.groups)
         if not self.stopping:
             log.error("reload failed: the new workers could not start; the old workers keep serving")
 
@@ -579,6 +530,8 @@ class Master:
                 return
             info = self.workers.get(pid) or self.retiring.get(pid)
             if info is None:
+                if pid == self.upgrader.pid:
+                    self.upgrader.ended(self, status)
                 continue
             booted = self.heartbeats.read(info.slot) > 0
             self.forget(info)
@@ -591,6 +544,8 @@ class Master:
     def forget(self, info):
         self.workers.pop(info.pid, None)
         self.retiring.pop(info.pid, None)
+        if info.pool is None:
+            self.requests_done += self.heartbeats.read_requests(info.slot)
         if self.metrics is not None and info.pool is None:
             self.metrics.release(info.slot)
         self.heartbeats.give_back(info.slot)
@@ -634,6 +589,33 @@ class Master:
                     self.metrics.worker_timeouts += 1
                 self.kill_worker(info, signal.SIGUSR2)
 
+    def service_status(self):
+        """The STATUS line: front workers serving, requests served since the start."""
+        front = [info for info in self.all_workers() if info.pool is None]
+        serving = sum(1 for info in front
+                      if info.pid in self.workers and self.heartbeats.read(info.slot) > 0)
+        requests = self.requests_done + sum(self.heartbeats.read_requests(info.slot)
+                                            for info in front)
+        return f"{serving} worker(s) serving, {requests} request(s) served"
+
+    def report_service(self):
+        """systemd: READY=1 once every worker of the generation serves, then STATUS when it
+        changes; WATCHDOG=1 while some front worker serves and no worker's heartbeat is
+        older than --timeout (or than the watchdog limit with --timeout 0)."""
+        now = time.monotonic()
+        beats = [(info, self.heartbeats.read(info.slot)) for info in self.workers.values()]
+        serving = [(info, beat) for info, beat in beats if beat > 0]
+        if not self.stopping:
+            if self.announced:
+                self.notifier.status(self.service_status())
+            elif len(serving) == self.config.workers + sum(g.processes for g in self.config.groups):
+                self.announced = True
+                self.notifier.ready(self.service_status())
+        limit = self.config.timeout or 2 * self.notifier.watchdog_interval
+        healthy = (any(info.pool is None for info, _ in serving)
+                   and all(now - beat <= limit for _, beat in serving))
+        self.notifier.watchdog(now, healthy)
+
     def maintain(self):
         """Respawn workers that died (after a pause if they die young)."""
         wanted = {None: self.config.workers}
@@ -659,34 +641,6 @@ class Master:
         for info in self.all_workers():
             if not front_only or info.pool is None:
                 self.kill_worker(info, signum)
-
-
-def preload_handlers():
-    """With a user switch (--user, a group's user): import the request handlers' modules
-    in the master, so a worker running as that user need not be able to read them.
-    Otherwise each worker imports only what its mounts use (a smaller RSS)."""
-    import fastgw.auth  # noqa: F401
-    import fastgw.cgi  # noqa: F401
-    import fastgw.groups  # noqa: F401
-    import fastgw.static  # noqa: F401
-    import fastgw.upstream  # noqa: F401
-    import fastgw.wsgi  # noqa: F401
-
-
-def lookup_ids(user, group, user_where, group_where):
-    """(uid or None, gid) of a user and/or group name."""
-    import grp
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(user) if user else None
-    except KeyError:
-        raise ConfigError(f"{user_where} {user!r}: no such user") from None
-    try:
-        gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
-    except KeyError:
-        raise ConfigError(f"{group_where} {group!r}: no such group") from None
-    return (entry.pw_uid if entry else None, gid)
 
 
 def describe_status(status):

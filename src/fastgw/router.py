@@ -221,15 +221,19 @@ def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=
             handler = GroupForwarder(mount.group, group_sockets[mount.group],
                                      mount.gateway_timeout(server_timeout))
         elif mount.kind == "app":
-            handler = handlers.get(mount.app)
+            # One handler per application and X-Sendfile roots (its Offload knows them).
+            key = (mount.app, mount.x_sendfile_roots)
+            handler = handlers.get(key)
             if handler is None:
-                handler = handlers[mount.app] = WsgiHandler(apps[mount.app], multiprocess=multiprocess,
-                                                            multithread=multithread)
+                handler = handlers[key] = WsgiHandler(apps[mount.app], multiprocess=multiprocess,
+                                                      multithread=multithread)
         else:
             handler = StaticFiles.from_mount(mount)
         served[mount.path] = handler
 
-    def make_handler(route):
+    def make_handler(route, internal=False):
+        if route.mount.internal and not internal:
+            return not_found  # reached by X-Accel-Redirect only (fastgw.offload)
         handler = served[route.mount.path]
         guard = route.auth
         if guard is None:
@@ -240,9 +244,20 @@ def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=
                         group_socket=group_sockets[group] if group else None,
                         prefix=guard.wire_path)
 
-    router = table_router(route_table(mounts), make_handler, access_log)
+    routes = route_table(mounts)
+    router = table_router(routes, make_handler, access_log)
     for handler in gateways:
         handler.router = router  # for local redirects and PATH_TRANSLATED
+    offloading = [m for m in mounts if m.kind == "app"]
+    if offloading:
+        from fastgw.offload import Offload
+
+        # The table X-Accel-Redirect is answered from: the internal mounts included.
+        internal = (table_router(routes, lambda route: make_handler(route, True))
+                    if any(m.internal for m in mounts) else router)
+        for mount in offloading:
+            handlers[(mount.app, mount.x_sendfile_roots)].offload = Offload(
+                internal, mount.x_sendfile_roots)
     return router
 
 

@@ -34,6 +34,7 @@ MAX_FORWARD_THREADS = 64
 # On SIGTERM a worker goes on accepting while connections wait in the listen backlog
 # (closing the listeners would drop them), for at most this long.
 BACKLOG_GRACE = 2.0
+MIB = 1024 * 1024
 
 
 PROTOCOLS = {
@@ -76,6 +77,9 @@ class Worker:
         self.pool = None
         self.access_log = None
         self.max_requests = 0
+        # --reload-on-rss in bytes, and the request count when memory was last looked at.
+        self.rss_limit = config.reload_on_rss * MIB
+        self.rss_checked = 0
         self.watched = {}
 
     def run(self):
@@ -189,6 +193,7 @@ class Worker:
             oldest = self.pool.oldest_start() if self.pool is not None else None
             pages, slot = self.heartbeat
             pages.write(slot, now if oldest is None else oldest)
+            pages.write_requests(slot, self.loop.requests)
 
     def tick(self):
         """Once a second, from the loop: heartbeat, recycling, code reload, orphan check."""
@@ -208,8 +213,22 @@ class Worker:
             log.info("worker %d served %d requests (--max-requests); restarting",
                      os.getpid(), loop.requests)
             loop.stop()
+        elif self.rss_limit and loop.requests != self.rss_checked and self.memory_too_large():
+            loop.stop()
         elif self.watched and self.changed_file():
             loop.stop()
+
+    def memory_too_large(self):
+        """--reload-on-rss: looked at once a second, only after requests were served (memory
+        grows while serving; an idle worker's does not)."""
+        self.rss_checked = self.loop.requests
+        rss = resident_bytes()
+        if rss <= self.rss_limit:
+            return False
+        log.info("worker %d: resident memory %d MiB passed --reload-on-rss %d MiB after %d "
+                 "requests; replacing it gracefully", os.getpid(), rss // MIB,
+                 self.rss_limit // MIB, self.loop.requests)
+        return True
 
     @staticmethod
     def module_files():
@@ -233,3 +252,16 @@ class Worker:
                 log.info("%s changed; reloading (--reload)", path)
                 return True
         return False
+
+
+def resident_bytes():
+    """This process's resident memory: /proc/self/statm where there is one (Linux), else
+    the peak from getrusage (macOS, the BSDs), which errs towards replacing a worker."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024

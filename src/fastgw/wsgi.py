@@ -25,14 +25,18 @@ HOP_BY_HOP = frozenset({
 })
 CACHE_LIMIT = 1024
 
+# Headers asking the server to send a file instead of the body (fastgw.offload).
+OFFLOAD_HEADERS = frozenset({"x-accel-redirect", "x-sendfile"})
+
 _header_kinds = {}
-ORDINARY, HOP, LENGTH = 0, 1, 2
+ORDINARY, HOP, LENGTH, OFFLOAD = 0, 1, 2, 3
 
 
 def header_kind(name):
     """What start_response must check of a response header name (cached: apps reuse names)."""
     lower = name.lower()
-    kind = HOP if lower in HOP_BY_HOP else LENGTH if lower == "content-length" else ORDINARY
+    kind = (HOP if lower in HOP_BY_HOP else LENGTH if lower == "content-length"
+            else OFFLOAD if lower in OFFLOAD_HEADERS else ORDINARY)
     if len(_header_kinds) < CACHE_LIMIT:
         _header_kinds[name] = kind
     return kind
@@ -60,7 +64,7 @@ class FileWrapper:
 class Exchange:
     """One request's response state: start_response, write() and the head."""
 
-    __slots__ = ("resp", "status", "headers", "length", "head_sent")
+    __slots__ = ("resp", "status", "headers", "length", "head_sent", "offload")
 
     def __init__(self, resp):
         self.resp = resp
@@ -68,6 +72,8 @@ class Exchange:
         self.headers = None
         self.length = -1
         self.head_sent = False
+        # The (name, value) of an X-Accel-Redirect or X-Sendfile header, if any.
+        self.offload = None
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info is not None:
@@ -85,6 +91,7 @@ class Exchange:
         if type(headers) is not list:
             raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
         length = -1
+        offload = None
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise TypeError(f"response header must be a (name, value) tuple: {item!r}")
@@ -98,6 +105,9 @@ class Exchange:
                 continue
             if kind == HOP:
                 raise ValueError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
+            if kind == OFFLOAD:
+                offload = item
+                continue
             if kind == LENGTH:
                 if not value.isdigit() or not value.isascii():
                     raise ValueError(f"invalid Content-Length header from the application: {value!r}")
@@ -107,6 +117,7 @@ class Exchange:
         self.status = status
         self.headers = headers
         self.length = length
+        self.offload = offload
         return self.write
 
     def send_head(self, computed_length=-1):
@@ -121,6 +132,8 @@ class Exchange:
             raise AssertionError("write() called before start_response()")
         if type(data) is not bytes:
             raise TypeError(f"write() needs bytes, not {type(data).__name__}")
+        if self.offload is not None:
+            return  # the file the header names replaces the body (fastgw.offload)
         if not self.head_sent:
             self.send_head()
         self.resp.write(data)
@@ -142,6 +155,9 @@ class WsgiHandler:
             "wsgi.file_wrapper": FileWrapper,
             "SERVER_SOFTWARE": f"fastgw/{__version__}",
         }
+        # fastgw.offload.Offload, set by the router: sends the file an X-Accel-Redirect or
+        # X-Sendfile names. Without one those headers are passed on like any other.
+        self.offload = None
 
     def environ(self, req):
         if req.params is None:
@@ -156,13 +172,15 @@ class WsgiHandler:
         result = None
         try:
             result = self.app(env, ex.start_response)
-            if type(result) is FileWrapper and ex.status is not None and self.send_file(ex, result):
+            if ex.offload is not None and self.offload is not None and not ex.head_sent:
+                self.offload(req, ex)  # the application's body is not sent (closed below)
+            elif type(result) is FileWrapper and ex.status is not None and self.send_file(ex, result):
                 resp.finish(None)
             elif (type(result) is list or type(result) is tuple) and len(result) <= 1 \
                     and not ex.head_sent:
                 resp.finish(self.single_body(ex, result))
             else:
-                stream = BodyStream(req, ex, result)
+                stream = BodyStream(req, ex, result, self.offload)
                 result = None  # the stream closes it, when it ends or is cut
                 stream.resume()
         except ClientDisconnected as e:
@@ -242,13 +260,14 @@ class BodyStream:
     called exactly once.
     """
 
-    __slots__ = ("req", "ex", "result", "it")
+    __slots__ = ("req", "ex", "result", "it", "offload")
 
-    def __init__(self, req, ex, result):
+    def __init__(self, req, ex, result, offload=None):
         self.req = req
         self.ex = ex
         self.result = result
         self.it = iter(result)
+        self.offload = offload
 
     def resume(self):
         ex = self.ex
@@ -262,6 +281,8 @@ class BodyStream:
                 if not ex.head_sent:
                     if ex.status is None:
                         raise AssertionError("the application yielded a body before start_response()")
+                    if ex.offload is not None and self.offload is not None:
+                        break  # start_response was called late: the file replaces the body
                     ex.send_head()
                 if not resp.write(chunk):
                     resp.park(self)
@@ -269,6 +290,10 @@ class BodyStream:
             if not ex.head_sent:
                 if ex.status is None:
                     raise AssertionError("the application returned without calling start_response()")
+                if ex.offload is not None and self.offload is not None:
+                    self.offload(self.req, ex)
+                    self.cancel()
+                    return
                 ex.send_head(0)
             resp.finish(None)
         except ClientDisconnected as e:

@@ -36,6 +36,8 @@ Routes (PATH_INFO), parameters in QUERY_STRING:
 /echo             reads wsgi.input to the end, answers "LENGTH SHA256-HEX"
 /stream?n=N       streams N blocks of 64 KiB from a generator, each block filled
                   with its index modulo 256
+/grow?mb=N        keeps N MiB more (touched, so resident) for the life of the
+                  worker, as a leak would; answers "PID HELD-MIB"
 """
 import ctypes
 import hashlib
@@ -205,6 +207,15 @@ def r_stream(environ, start_response):
     return blocks()
 
 
+_leak = []
+
+
+def r_grow(environ, start_response):
+    mib = int(_query(environ).get("mb", "1"))
+    _leak.append(bytearray(b"x" * (mib * 1024 * 1024)))
+    return _text(start_response, "%d %d" % (os.getpid(), sum(len(b) for b in _leak) >> 20))
+
+
 ROUTES = {
     "/pid": r_pid,
     "/version": r_version,
@@ -218,6 +229,7 @@ ROUTES = {
     "/tid": r_tid,
     "/echo": r_echo,
     "/stream": r_stream,
+    "/grow": r_grow,
 }
 
 
