@@ -232,15 +232,42 @@ cdef bint valid_field_line(const char *p, Py_ssize_t n):
     return True
 
 
+cdef int singleton_bit(const char *name, Py_ssize_t n):
+    """A bit for the request fields that hold one value (RFC 9110 5.3: not a list, so two
+    lines cannot be joined into one), 0 for any other name; Host, Content-Length and
+    Transfer-Encoding have their own checks."""
+    if n == 5:
+        return 1 if name_is(name, n, b"range", 5) else 0
+    if n == 7:
+        return 2 if name_is(name, n, b"referer", 7) else 0
+    if n == 8:
+        return 4 if name_is(name, n, b"if-range", 8) else 0
+    if n == 12:
+        if name_is(name, n, b"content-type", 12):
+            return 8
+        return 16 if name_is(name, n, b"max-forwards", 12) else 0
+    if n == 13:
+        return 32 if name_is(name, n, b"authorization", 13) else 0
+    if n == 17:
+        return 64 if name_is(name, n, b"if-modified-since", 17) else 0
+    if n == 19:
+        if name_is(name, n, b"if-unmodified-since", 19):
+            return 128
+        return 256 if name_is(name, n, b"proxy-authorization", 19) else 0
+    return 0
+
+
 cdef bint valid_chunk_extensions(const char *p, Py_ssize_t i, Py_ssize_t n):
     """RFC 9112 7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )."""
-    cdef Py_ssize_t start
+    cdef Py_ssize_t start, j
     cdef unsigned char c
     while True:
+        # BWS only before ";" (or "="): "0 " with nothing after the blank is not a size line
+        start = i
         while i < n and is_ows(p[i]):
             i += 1
         if i == n:
-            return True
+            return i == start
         if p[i] != b';':
             return False
         i += 1
@@ -251,11 +278,12 @@ cdef bint valid_chunk_extensions(const char *p, Py_ssize_t i, Py_ssize_t n):
             i += 1
         if i == start:
             return False
-        while i < n and is_ows(p[i]):
-            i += 1
-        if i == n or p[i] != b'=':
+        j = i
+        while j < n and is_ows(p[j]):
+            j += 1
+        if j == n or p[j] != b'=':
             continue
-        i += 1
+        i = j + 1
         while i < n and is_ows(p[i]):
             i += 1
         if i < n and p[i] == b'"':
@@ -817,7 +845,9 @@ cdef class HttpProtocol(Protocol):
         cdef Py_ssize_t content_length = -1, cl
         cdef int host_count = 0, nheaders = 0, major, minor
         cdef bint te_seen = False, chunked = False, conn_close = False, conn_keep = False
-        cdef bint expect = False
+        cdef bint expect = False, te_plain = False
+        cdef int singletons = 0, bit
+        cdef str te_value = None
         cdef unsigned char c
         cdef list headers
         cdef Request req
@@ -851,6 +881,11 @@ cdef class HttpProtocol(Protocol):
         t_end = i
         if t_end == t_start or i >= line_end or buf[i] != b' ':
             raise HttpError(400, f"invalid request line: {buf[:min(line_end, 100)]!r}")
+        if memchr(buf + t_start, b'#', t_end - t_start) != NULL:
+            # the fragment stays with the client (RFC 9112 3.2): never in QUERY_STRING
+            raise HttpError(400, f"'#' in the request target: {buf[t_start:t_end][:100]!r}")
+        if m_end == 7 and memcmp(buf, b"CONNECT", 7) == 0:
+            raise HttpError(501, "CONNECT is not supported: fastgw is not a forward proxy")
         v_start = i + 1
         if (line_end - v_start >= 6 and memcmp(buf + v_start, b"HTTP/", 5) == 0
                 and c'2' <= buf[v_start + 5] <= c'9'):
@@ -919,8 +954,10 @@ cdef class HttpProtocol(Protocol):
                     raise HttpError(400, "several different Content-Length values")
                 content_length = cl
             elif name_is(buf + pos, nlen, b"transfer-encoding", 17):
-                if te_seen or not name_is(buf + val_start, val_end - val_start, b"chunked", 7):
-                    self.check_transfer_coding(value, te_seen)
+                # several lines make one list (RFC 9110 5.3), judged whole below
+                te_plain = not te_seen and name_is(buf + val_start, val_end - val_start,
+                                                   b"chunked", 7)
+                te_value = value if not te_seen else f"{te_value}, {value}"
                 te_seen = True
                 chunked = True
             elif name_is(buf + pos, nlen, b"connection", 10):
@@ -935,7 +972,16 @@ cdef class HttpProtocol(Protocol):
                     expect = True
                 elif self.version == 11:
                     raise HttpError(417, f"unsupported expectation: {value!r}")
+            else:
+                bit = singleton_bit(buf + pos, nlen)
+                if bit:
+                    if singletons & bit:
+                        raise HttpError(400, f"more than one {name} header field (it holds a "
+                                             f"single value)")
+                    singletons |= bit
             pos = le + 1
+        if te_seen and not te_plain:
+            self.check_transfer_coding(te_value)
 
         if te_seen and content_length >= 0:
             raise HttpError(400, "both Transfer-Encoding and Content-Length in one request")
@@ -1039,9 +1085,9 @@ cdef class HttpProtocol(Protocol):
             raise HttpError(400, f"invalid host in request target: {buf[s:i][:100]!r}")
         return i
 
-    cdef int check_transfer_coding(self, str value, bint seen) except -1:
+    cdef int check_transfer_coding(self, str value) except -1:
         codings = [c.strip().lower() for c in value.split(",")]
-        if seen or codings.count("chunked") > 1 or codings[-1] != "chunked":
+        if codings.count("chunked") > 1 or codings[-1] != "chunked":
             raise HttpError(400, f"Transfer-Encoding must end in a single 'chunked': {value!r}")
         raise HttpError(501, f"transfer coding not supported: {value!r}")
 

@@ -141,6 +141,7 @@ cdef class Connection(Handle):
     cdef int send_range(self, FileRange item) except -1
     cdef int flush(self, int flags) except -1
     cdef void set_nodelay(self)
+    cdef bint read_unseen_input(self) except -1
     cdef void wait(self, short events) except *
     cdef bint hand_to_thread(self, object job) except -1
     cdef void close_after_flush(self, bint linger=*, double cap=*)

@@ -66,6 +66,8 @@ cdef extern from "<sys/socket.h>" nogil:
     int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
     enum:
         SHUT_WR
+        MSG_PEEK
+        MSG_DONTWAIT
         AF_INET
         AF_INET6
         AF_UNIX
@@ -720,6 +722,17 @@ cdef class Connection(Handle):
                     self.protocol.eof_received()
                 return
 
+    cdef bint read_unseen_input(self) except -1:
+        """Before an idle connection is closed: if the socket holds bytes whose event the
+        loop has not handled yet (it comes late after an inline call that took long),
+        the connection is not idle: read and serve them. True if there were some."""
+        cdef char c
+        if recv(self.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0:
+            return False
+        self.readable = True
+        self.read_ready()
+        return True
+
     cdef Py_ssize_t recv_some(self) except -2:
         """Read once into the buffer: >0 bytes read, 0 at EOF, -1 if nothing is there."""
         cdef Py_ssize_t space, n
@@ -1252,10 +1265,13 @@ cdef class Loop:
                     conn.drop(f"the client accepted nothing for {self.io_timeout:g} s")
             elif (self.stopping and conn.protocol.is_idle()
                     and now - conn.last_active > STOP_IDLE_GRACE):
-                conn.close()
+                if not conn.read_unseen_input():
+                    conn.close()
             else:
                 deadline = conn.protocol.deadline()
                 if deadline and now > deadline:
+                    if conn.protocol.is_idle() and conn.read_unseen_input():
+                        continue
                     try:
                         conn.protocol.timed_out()
                     except Exception:
