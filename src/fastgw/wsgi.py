@@ -174,11 +174,23 @@ class WsgiHandler:
             result = self.app(env, ex.start_response)
             if ex.offload is not None and self.offload is not None and not ex.head_sent:
                 self.offload(req, ex)  # the application's body is not sent (closed below)
-            elif type(result) is FileWrapper and ex.status is not None and self.send_file(ex, result):
-                resp.finish(None)
             elif (type(result) is list or type(result) is tuple) and len(result) <= 1 \
                     and not ex.head_sent:
-                resp.finish(self.single_body(ex, result))
+                # the common case, kept inline: a one-item list, its head and body queued
+                if ex.status is None:
+                    raise AssertionError("the application returned without calling "
+                                         "start_response()")
+                body = result[0] if result else b""
+                if type(body) is not bytes:
+                    raise TypeError(f"the application's body must be bytes, not "
+                                    f"{type(body).__name__}")
+                if ex.length >= 0 and len(body) != ex.length and ex.status[:3] not in ("204", "304"):
+                    raise ValueError(f"the application's Content-Length ({ex.length}) does not "
+                                     f"match its {len(body)}-byte body")
+                ex.send_head(len(body))
+                resp.finish(body)
+            elif type(result) is FileWrapper and ex.status is not None and self.send_file(ex, result):
+                resp.finish(None)
             else:
                 stream = BodyStream(req, ex, result, self.offload)
                 result = None  # the stream closes it, when it ends or is cut
@@ -193,22 +205,9 @@ class WsgiHandler:
             log.exception("error in the application for %s %s", req.method, req.target)
             fail(ex, "500 Internal Server Error", "Internal Server Error")
         finally:
-            if result is not None:
+            # a plain list has no close(): no attribute lookup for the common case
+            if result is not None and type(result) is not list:
                 close_result(result)
-
-    @staticmethod
-    def single_body(ex, result):
-        """The bytes of a one-item (or empty) list body, after its head is queued."""
-        if ex.status is None:
-            raise AssertionError("the application returned without calling start_response()")
-        body = result[0] if result else b""
-        if type(body) is not bytes:
-            raise TypeError(f"the application's body must be bytes, not {type(body).__name__}")
-        if ex.length >= 0 and len(body) != ex.length and ex.status[:3] not in ("204", "304"):
-            raise ValueError(f"the application's Content-Length ({ex.length}) does not "
-                             f"match its {len(body)}-byte body")
-        ex.send_head(len(body))
-        return body
 
     def send_file(self, ex, wrapper):
         """Send a FileWrapper over a regular file with sendfile(2); False to iterate instead."""
