@@ -8,6 +8,10 @@ HEAD (`git archive`): the working tree may be halfway through someone's edit.
 `--fastgw-from worktree` snapshots the working tree instead (tracked files plus
 untracked, unignored ones). Either way the build never writes into the
 repository, and it is redone only when the snapshot changes.
+mod_wsgi-express runs Apache, whose children and mod_wsgi daemons must not be
+root; when the harness is root they run as www-data, so the directories above
+the Python installation get search permission for others where they lack it
+(an installation under /root would be unreachable otherwise).
 """
 import hashlib
 import json
@@ -19,7 +23,10 @@ import tempfile
 
 APT_TOOLS = {"nginx": lambda: shutil.which("nginx"),
              "wrk": lambda: shutil.which("wrk"),
-             "libev-dev": lambda: os.path.exists("/usr/include/ev.h")}
+             "libev-dev": lambda: os.path.exists("/usr/include/ev.h"),
+             # mod_wsgi's build needs apxs; mod_wsgi-express runs the apache2 binary
+             "apache2": lambda: shutil.which("apache2") or os.path.exists("/usr/sbin/apache2"),
+             "apache2-dev": lambda: shutil.which("apxs") or os.path.exists("/usr/bin/apxs")}
 
 # distribution -> list of attempts; an attempt is a list of pip install argument lists
 # run in order. The first attempt that fully succeeds wins; its note is recorded.
@@ -38,6 +45,11 @@ PEERS = {
     "fastwsgi": [([["fastwsgi", "setuptools<81"]],
                   "with setuptools<81: fastwsgi imports pkg_resources")],
     "flup": [([["flup"]], None)],
+    "mod_wsgi": [([["mod_wsgi"]], None)],
+    # the django scenarios' project, and WhiteNoise for its static files where the
+    # server serves none (gunicorn, waitress)
+    "django": [([["django"]], None)],
+    "whitenoise": [([["whitenoise"]], None)],
     "matplotlib": [([["matplotlib"]], None)],
 }
 
@@ -81,7 +93,24 @@ def installed_versions(python, names):
     return json.loads(proc.stdout) if proc.returncode == 0 else {n: None for n in names}
 
 
-def install_peers(python, libev_ok, previous):
+def let_others_reach_python(python):
+    """Give others search (x) permission on the directories above the installation
+    the venv's python runs from, where they lack it; return those directories."""
+    base = subprocess.run([python, "-c", "import sys; print(sys.base_prefix)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    changed = []
+    path = os.path.realpath(base)
+    while True:
+        mode = os.stat(path).st_mode
+        if not mode & 0o001:
+            os.chmod(path, mode | 0o001)
+            changed.append(path)
+        if path == os.path.dirname(path):
+            return changed
+        path = os.path.dirname(path)
+
+
+def install_peers(python, libev_ok, previous, apxs_ok=True):
     """{distribution: {"version": ..., "note": ...} or {"unavailable": reason}}.
 
     previous: the same dict from the last run, whose notes (how a peer had to be
@@ -97,6 +126,9 @@ def install_peers(python, libev_ok, previous):
             continue
         if dist == "bjoern" and not libev_ok:
             status[dist] = {"unavailable": "libev-dev (ev.h) is not installed"}
+            continue
+        if dist == "mod_wsgi" and not apxs_ok:
+            status[dist] = {"unavailable": "apache2 and apache2-dev (apxs) are not installed"}
             continue
         reason = None
         for number, (steps, note) in enumerate(attempts):
@@ -197,7 +229,15 @@ def prepare(venv, repo, skip_install=False, fastgw_from="head"):
     status = {"apt": apt, "fastgw": install_fastgw(python, repo, venv, fastgw_from),
               "git": git_describe(repo),
               "peers": install_peers(python, apt["libev-dev"] is None,
-                                        previous.get("peers", {}))}
+                                     previous.get("peers", {}),
+                                     apt["apache2"] is None and apt["apache2-dev"] is None)}
+    if "version" in status["peers"]["mod_wsgi"] and os.geteuid() == 0:
+        opened = let_others_reach_python(python)
+        if opened:
+            log(f"gave others search permission on {', '.join(opened)} (for www-data)")
+            status["peers"]["mod_wsgi"]["note"] = (
+                "its processes run as www-data; search permission for others was added "
+                f"to {', '.join(opened)} so they reach the Python installation")
     with open(status_path, "w") as f:
         json.dump(status, f, indent=1)
     return status
