@@ -221,12 +221,12 @@ def paced_wrk_command(url, duration, rate, connections, paths=(), cpu="1"):
 
 def parse_paced(text):
     """pace.lua's summary: answers, achieved and target rate, latency from the due time."""
-    out = {"answers": 0, "rps": 0.0, "target_rps": 0.0, "latency_ms": {}}
-    m = re.search(r"Paced: (\d+) answers in [\d.]+s, ([\d.]+) req/s \(target ([\d.]+) req/s\)",
-                  text)
+    out = {"answers": 0, "seconds": 0.0, "rps": 0.0, "target_rps": 0.0, "latency_ms": {}}
+    m = re.search(r"Paced: (\d+) answers in ([\d.]+)s, ([\d.]+) req/s \(target ([\d.]+) "
+                  r"req/s\)", text)
     if m:
-        out.update(answers=int(m.group(1)), rps=float(m.group(2)),
-                   target_rps=float(m.group(3)))
+        out.update(answers=int(m.group(1)), seconds=float(m.group(2)), rps=float(m.group(3)),
+                   target_rps=float(m.group(4)))
     block = text.partition("Latency from the due time:")[2]
     for pct, value, unit in re.findall(r"^\s+([\d.]+)%\s+([\d.]+)(us|ms|s)\s*$", block, re.M):
         out["latency_ms"][f"{float(pct):g}"] = float(value) * _UNITS[unit]
