@@ -6,8 +6,8 @@ mid-run still counts), before and after a wrk run; the difference divided by
 the requests wrk saw completed is the server's CPU cost per request.
 wrk's text report (with --latency) is parsed for throughput, percentiles and
 errors; with pace.lua (a fixed rate, latency counted from each request's due
-time) for the percentiles that script prints. Nothing here sleeps for a fixed time: every wait polls a condition
-against a deadline.
+time) for the percentiles that script prints. Nothing here sleeps for a fixed
+time: every wait polls a condition against a deadline.
 """
 import os
 import re

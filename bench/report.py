@@ -60,7 +60,11 @@ def summarise(data):
                     if s["rps_median"] else None
                 s["fastgw_cpu_ratio"] = s["cpu_us_per_req"] / fast["cpu_us_per_req"] \
                     if fast["cpu_us_per_req"] else None
-        out[sc["name"]] = {"title": sc["title"], "notes": sc.get("notes", []),
+        notes = sc.get("notes", [])
+        if sc.get("from_run"):
+            notes = [f"Kept from an earlier run ({sc['from_run']}; `--keep-others`): "
+                     "compare its rows with each other, not with this run's."] + notes
+        out[sc["name"]] = {"title": sc["title"], "notes": notes, "from_run": sc.get("from_run"),
                            "rows": summaries, "unavailable": sc.get("unavailable", {})}
     return out
 
@@ -149,7 +153,9 @@ def markdown(data, summary):
                  if inst['fastgw'].get('source') == "worktree" and inst['git']['uncommitted']
                  else " (the committed tree)"),
              f"- Each server: one worker process, `{st['server_cpu']}` (the whole process "
-             f"tree). Load: `{st['wrk']}` (wrk on the other CPU). {st['rounds']} rounds; in "
+             f"tree). Load: `{st['wrk']}` (wrk on the other CPU); `hello_2w` and `django_2w`: "
+             "two worker processes, server and wrk both on CPUs 0 and 1. "
+             f"{st['rounds']} rounds; in "
              f"each round every server runs once, in turn, after {st['warmup_s']:g} s of "
              "warm-up load.",
              "- CPU µs/request: utime+stime of every process of the server (from "
@@ -328,7 +334,10 @@ def commands_section(summary):
     out = ["## Exact commands", "",
            "Each line is one process of the row, started in this order; wrk runs as "
            "`taskset -c 1 wrk -t1 -c50 -dDURATIONs --latency URL` (plus `-H 'Connection: "
-           "close'` for hello_close and `-s bench/post1m.lua` for post1m).", ""]
+           "close'` for hello_close, `-s bench/post1m.lua` for post1m, `-c100` for "
+           "blocking_io, `-s bench/paths.lua URL -- PATH...` for the django mix); the "
+           "fixed-rate runs as `wrk -tN -cN -dDURATIONs --latency -s bench/pace.lua URL -- "
+           "RATE N [PATH...]`.", ""]
     for name, sc in summary.items():
         out += [f"<details><summary><code>{name}</code></summary>", "", "```"]
         for r in sc["rows"]:

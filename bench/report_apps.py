@@ -143,7 +143,8 @@ def targets(summary, is_fastgw):
                 "no higher than the best peer")
         if best:
             line += f"; best peer {best['server']} {_ms(fp99(best))}"
-        out.append(line + f"): {verdict(fp99(fast) <= 5 and (not best or fp99(fast) <= fp99(best)))}")
+        met = fp99(fast) <= 5 and (not best or fp99(fast) <= fp99(best))
+        out.append(line + f"): {verdict(met)}")
     rss_lines = []
     for name, sc in summary.items():
         fast, rows = fast_and_rows(name)
@@ -166,8 +167,9 @@ def scaling(summary, is_fastgw):
     """Markdown lines: req/s with two workers ÷ with one, per server, same run."""
     out = []
     for one, two in (("hello", "hello_2w"), ("django", "django_2w")):
-        if one not in summary or two not in summary:
-            continue
+        if one not in summary or two not in summary or \
+                summary[one].get("from_run") != summary[two].get("from_run"):
+            continue        # only rows of the same run are compared
         single = {r["server"]: r for r in _ok(summary[one])}
         cells = []
         for r in _ok(summary[two]):

@@ -54,6 +54,9 @@ def parse_args(argv=None):
     parser.add_argument("--fastgw-from", choices=["head", "worktree"], default="head",
                         help="build fastgw from the committed HEAD (default) or from the "
                              "working tree as it is")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the scenarios of the results.json in --output that this "
+                             "run does not measure (marked with the run they come from)")
     parser.add_argument("--report-only", action="store_true",
                         help="measure nothing: rewrite RESULTS.md and results.png from the "
                              "results.json in --output")
@@ -375,6 +378,8 @@ def measure(args):
         shutil.rmtree(scratch, ignore_errors=True)
     data["elapsed_s"] = round(time.monotonic() - started, 1)
     data["machine"]["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
+    if args.keep_others:
+        keep_other_scenarios(data, args.output)
     report.write_all(data, args.output)
     print(f"wrote {os.path.join(args.output, 'RESULTS.md')}, results.json, results.png "
           f"in {data['elapsed_s']:.0f} s")
@@ -399,6 +404,25 @@ def _progress_line(r, elapsed):
     if r.get("tree_changed"):
         text += f"  {r['tree_changed']}"
     return text
+
+
+def keep_other_scenarios(data, out_dir):
+    """Put the scenarios of the previous results.json that this run did not measure
+    first, each marked with the date and fastgw commit of the run that measured it."""
+    path = os.path.join(out_dir, "results.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        old = json.load(f)
+    measured = {sc["name"] for sc in data["scenarios"]}
+    kept = []
+    for sc in old.get("scenarios", []):
+        if sc["name"] in measured:
+            continue
+        sc.setdefault("from_run", f"{old['machine']['date']}, fastgw "
+                                  f"{old['install']['git']['commit']}")
+        kept.append(sc)
+    data["scenarios"] = kept + data["scenarios"]
 
 
 def rewrite_report(args):
