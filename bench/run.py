@@ -14,6 +14,7 @@ bench/results.png (report.py). See bench/README.md.
 This is a measuring tool, never a test: it asserts nothing about speed.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -332,7 +333,6 @@ def run_once(scenario, row, args, url_host):
 def measure(args):
     sys.path.insert(0, BENCH_DIR)
     import report
-    from scenarios import SCENARIOS
     from servers import Context, fastgw_features
 
     with open(os.path.join(VENV, "bench-status.json")) as f:
@@ -340,40 +340,32 @@ def measure(args):
     peers = peer_availability(status, args.servers)
     scratch = tempfile.mkdtemp(prefix="fastgw-bench-")
     os.chmod(scratch, 0o755)          # mod_wsgi's processes run as www-data
-    static_dir = os.path.join(scratch, "static")
-    os.mkdir(static_dir)
-    make_static_files(static_dir)
-    ctx = Context(bench_dir=BENCH_DIR, venv_bin=os.path.join(VENV, "bin"), static_dir=static_dir,
-                  scratch=scratch)
-    if {"django", "django_2w"} & set(args.scenarios):
-        make_django_site(ctx, status)
-    features = fastgw_features(ctx) if peers.get("fastgw", "x") is None else set()
-    data = {"machine": machine_info(), "install": status, "fastgw_features": sorted(features),
-            "settings": {"rounds": args.rounds, "duration_s": args.duration,
-                         "warmup_s": args.warmup, "wrk": "taskset -c 1 wrk -t1 -c50 "
-                         f"-d{args.duration:g}s --latency", "server_cpu": "taskset -c 0",
-                         "argv": sys.argv[1:]},
-            "scenarios": []}
-    started = time.monotonic()
     try:
-        for name in args.scenarios:
-            scenario = SCENARIOS[name](ctx, peers, features)
-            entry = {"name": scenario.name, "title": scenario.title, "notes": scenario.notes,
-                     "unavailable": {r.server: r.unavailable for r in scenario.rows
-                                     if r.unavailable},
-                     "runs": []}
-            data["scenarios"].append(entry)
-            rows = [r for r in scenario.rows if not r.unavailable]
-            for r in scenario.rows:
-                if r.unavailable:
-                    print(f"{scenario.name:12} {r.server:32} {r.unavailable}", flush=True)
-            for round_no in range(1, args.rounds + 1):
-                for row in rows:
-                    result = run_once(scenario, row, args, "127.0.0.1")
-                    result["round"] = round_no
-                    entry["runs"].append(result)
-                    print(_progress_line(result, time.monotonic() - started), flush=True)
-            report.write_json(data, args.output)     # keep what is done if a later one dies
+        static_dir = os.path.join(scratch, "static")
+        os.mkdir(static_dir)
+        make_static_files(static_dir)
+        ctx = Context(bench_dir=BENCH_DIR, venv_bin=os.path.join(VENV, "bin"),
+                      static_dir=static_dir, scratch=scratch)
+        if {"django", "django_2w"} & set(args.scenarios):
+            make_django_site(ctx, status)
+        features = fastgw_features(ctx) if peers.get("fastgw", "x") is None else set()
+        data = {"machine": machine_info(), "install": status,
+                "fastgw_features": sorted(features),
+                "settings": {"rounds": args.rounds, "duration_s": args.duration,
+                             "warmup_s": args.warmup, "wrk": "taskset -c 1 wrk -t1 -c50 "
+                             f"-d{args.duration:g}s --latency", "server_cpu": "taskset -c 0",
+                             "argv": sys.argv[1:]},
+                "scenarios": []}
+        started = time.monotonic()
+        with contextlib.ExitStack() as opened:
+            if peers.get("mod_wsgi", "x") is None and os.geteuid() == 0:
+                import setup_env
+                dirs = opened.enter_context(setup_env.python_reachable_by_others())
+                if dirs:
+                    status["peers"]["mod_wsgi"]["note"] = (
+                        "its processes run as www-data: during the run, others could "
+                        f"search {', '.join(dirs)} to reach the Python installation")
+            run_scenarios(args, ctx, peers, features, data, started)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     data["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -383,6 +375,30 @@ def measure(args):
     report.write_all(data, args.output)
     print(f"wrote {os.path.join(args.output, 'RESULTS.md')}, results.json, results.png "
           f"in {data['elapsed_s']:.0f} s")
+
+
+def run_scenarios(args, ctx, peers, features, data, started):
+    """Round after round, every row of each scenario in turn; results.json after each."""
+    import report
+    from scenarios import SCENARIOS
+    for name in args.scenarios:
+        scenario = SCENARIOS[name](ctx, peers, features)
+        entry = {"name": scenario.name, "title": scenario.title, "notes": scenario.notes,
+                 "unavailable": {r.server: r.unavailable for r in scenario.rows
+                                 if r.unavailable},
+                 "runs": []}
+        data["scenarios"].append(entry)
+        rows = [r for r in scenario.rows if not r.unavailable]
+        for r in scenario.rows:
+            if r.unavailable:
+                print(f"{scenario.name:12} {r.server:32} {r.unavailable}", flush=True)
+        for round_no in range(1, args.rounds + 1):
+            for row in rows:
+                result = run_once(scenario, row, args, "127.0.0.1")
+                result["round"] = round_no
+                entry["runs"].append(result)
+                print(_progress_line(result, time.monotonic() - started), flush=True)
+        report.write_json(data, args.output)     # keep what is done if a later one dies
 
 
 def _progress_line(r, elapsed):

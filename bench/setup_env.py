@@ -9,10 +9,12 @@ HEAD (`git archive`): the working tree may be halfway through someone's edit.
 untracked, unignored ones). Either way the build never writes into the
 repository, and it is redone only when the snapshot changes.
 mod_wsgi-express runs Apache, whose children and mod_wsgi daemons must not be
-root; when the harness is root they run as www-data, so the directories above
-the Python installation get search permission for others where they lack it
-(an installation under /root would be unreachable otherwise).
+root; when the harness is root they run as www-data, so while the measurement
+runs, the directories above the Python installation get search permission for
+others where they lack it (an installation under /root would be unreachable
+otherwise); their modes are put back when it ends.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -93,21 +95,25 @@ def installed_versions(python, names):
     return json.loads(proc.stdout) if proc.returncode == 0 else {n: None for n in names}
 
 
-def let_others_reach_python(python):
-    """Give others search (x) permission on the directories above the installation
-    the venv's python runs from, where they lack it; return those directories."""
-    base = subprocess.run([python, "-c", "import sys; print(sys.base_prefix)"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+@contextlib.contextmanager
+def python_reachable_by_others():
+    """Inside: others may search (x, not read) every directory above the running
+    interpreter's installation; yields those that needed it, restored on leaving."""
     changed = []
-    path = os.path.realpath(base)
-    while True:
-        mode = os.stat(path).st_mode
-        if not mode & 0o001:
-            os.chmod(path, mode | 0o001)
-            changed.append(path)
-        if path == os.path.dirname(path):
-            return changed
-        path = os.path.dirname(path)
+    path = os.path.realpath(sys.base_prefix)
+    try:
+        while True:
+            mode = os.stat(path).st_mode
+            if not mode & 0o001:
+                os.chmod(path, mode | 0o001)
+                changed.append((path, mode))
+            if path == os.path.dirname(path):
+                break
+            path = os.path.dirname(path)
+        yield [p for p, _ in changed]
+    finally:
+        for path, mode in reversed(changed):
+            os.chmod(path, mode)
 
 
 def install_peers(python, libev_ok, previous, apxs_ok=True):
@@ -231,13 +237,6 @@ def prepare(venv, repo, skip_install=False, fastgw_from="head"):
               "peers": install_peers(python, apt["libev-dev"] is None,
                                      previous.get("peers", {}),
                                      apt["apache2"] is None and apt["apache2-dev"] is None)}
-    if "version" in status["peers"]["mod_wsgi"] and os.geteuid() == 0:
-        opened = let_others_reach_python(python)
-        if opened:
-            log(f"gave others search permission on {', '.join(opened)} (for www-data)")
-            status["peers"]["mod_wsgi"]["note"] = (
-                "its processes run as www-data; search permission for others was added "
-                f"to {', '.join(opened)} so they reach the Python installation")
     with open(status_path, "w") as f:
         json.dump(status, f, indent=1)
     return status
