@@ -174,6 +174,10 @@ def markdown(data, summary):
         lines.append(f"| {tool} (apt) | {'unavailable' if why else 'installed'} | {why or ''} |")
     lines.append("")
 
+    from scenarios import DEFAULT_SCENARIOS
+    unmeasured = [n for n in DEFAULT_SCENARIOS if n not in summary]
+    if unmeasured:
+        lines += [f"Not measured in this run: {', '.join(f'`{n}`' for n in unmeasured)}.", ""]
     lines += headline(summary)
     for name, sc in summary.items():
         lines += scenario_section(name, sc)
