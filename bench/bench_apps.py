@@ -2,8 +2,10 @@
 
 Plain PEP 3333 callables with no framework, so the numbers measure the server:
 each returns a one-item list with an explicit Content-Length, the framing every
-server can send without chunking.
+server can send without chunking. The waiting ones stand for a view that waits
+on a database: time.sleep releases the GIL as a socket read would.
 """
+import time
 
 HELLO = b"Hello, World!"
 BIG64K = b"x" * 65536
@@ -29,6 +31,19 @@ def echo(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/octet-stream"),
                               ("Content-Length", str(len(body)))])
     return [body]
+
+
+def wait20ms(environ, start_response):
+    """Wait 20 ms (a database call), then answer like hello."""
+    time.sleep(0.020)
+    return hello(environ, start_response)
+
+
+def mixed(environ, start_response):
+    """/slow waits 200 ms before answering; every other path answers at once."""
+    if environ.get("PATH_INFO") == "/slow":
+        time.sleep(0.200)
+    return hello(environ, start_response)
 
 
 def read_body(environ):

@@ -5,8 +5,9 @@ CPU time is read from /proc/PID/stat for every process in a server's tree
 mid-run still counts), before and after a wrk run; the difference divided by
 the requests wrk saw completed is the server's CPU cost per request.
 wrk's text report (with --latency) is parsed for throughput, percentiles and
-errors. Nothing here sleeps for a fixed time: every wait polls a condition
-against a deadline.
+errors; with pace.lua (a fixed rate, latency counted from each request's due
+time) for the percentiles that script prints. Nothing here sleeps for a fixed
+time: every wait polls a condition against a deadline.
 """
 import os
 import re
@@ -15,6 +16,8 @@ import socket
 import subprocess
 import time
 
+PACE_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pace.lua")
+PATHS_LUA = os.path.join(os.path.dirname(PACE_LUA), "paths.lua")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -152,7 +155,23 @@ def http_exchange(host, port, method, path, body=b"", timeout=10.0):
     status, headers, rest = _split_response(data)
     if not status:
         raise OSError(f"no complete response head: {data[:200]!r}")
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        rest = _dechunk(rest)
     return status, headers, rest
+
+
+def _dechunk(data):
+    """The body of a chunked message (granian sends static files so)."""
+    body, pos = b"", 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            raise OSError(f"truncated chunked body: {data[pos:pos + 40]!r}")
+        size = int(data[pos:end].split(b";")[0], 16)
+        if size == 0:
+            return body
+        body += data[end + 2:end + 2 + size]
+        pos = end + 2 + size + 2
 
 
 def _split_response(data):
@@ -177,14 +196,41 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _SIZE = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 
 
-def wrk_command(url, duration, connections=50, close=False, script=None, cpu="1"):
+def wrk_command(url, duration, connections=50, close=False, script=None, cpu="1",
+                paths=()):
+    """Closed-loop wrk (each connection sends its next request when answered); with
+    paths, paths.lua sends them in turn (a script given as well would be ignored)."""
     argv = ["taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s",
             "--latency"]
     if close:
         argv += ["-H", "Connection: close"]
+    if paths:
+        return argv + ["-s", PATHS_LUA, url, "--", *paths]
     if script:
         argv += ["-s", script]
     return argv + [url]
+
+
+def paced_wrk_command(url, duration, rate, connections, paths=(), cpu="1"):
+    """wrk sending `rate` requests a second in all on `connections` connections, one
+    per wrk thread (pace.lua needs that to know which request an answer is for)."""
+    return ["taskset", "-c", cpu, "wrk", f"-t{connections}", f"-c{connections}",
+            f"-d{duration:g}s", "--latency", "-s", PACE_LUA, url, "--", f"{rate:.1f}",
+            str(connections), *paths]
+
+
+def parse_paced(text):
+    """pace.lua's summary: answers, achieved and target rate, latency from the due time."""
+    out = {"answers": 0, "seconds": 0.0, "rps": 0.0, "target_rps": 0.0, "latency_ms": {}}
+    m = re.search(r"Paced: (\d+) answers in ([\d.]+)s, ([\d.]+) req/s \(target ([\d.]+) "
+                  r"req/s\)", text)
+    if m:
+        out.update(answers=int(m.group(1)), seconds=float(m.group(2)), rps=float(m.group(3)),
+                   target_rps=float(m.group(4)))
+    block = text.partition("Latency from the due time:")[2]
+    for pct, value, unit in re.findall(r"^\s+([\d.]+)%\s+([\d.]+)(us|ms|s)\s*$", block, re.M):
+        out["latency_ms"][f"{float(pct):g}"] = float(value) * _UNITS[unit]
+    return out
 
 
 def run_wrk(argv, timeout):

@@ -5,11 +5,17 @@ of req/s, the medians of the latency percentiles, CPU per request and RSS, and
 every error wrk or the server's log showed, summed. fastgw's ratios are taken
 between medians: req/s (fastgw ÷ peer, above 1 means fastgw served more) and
 requests per server CPU-second (peer's CPU µs/request ÷ fastgw's, above 1
-means fastgw spent less CPU per request).
+means fastgw spent less CPU per request). The application scenarios' extras
+(latency at a fixed rate, targets, scaling with workers) are in report_apps.py.
+The chart puts each scenario's req/s and CPU µs per request side by side: with
+one wrk thread the fastest servers' req/s meet the same ceiling, and CPU per
+request still tells them apart.
 """
 import json
 import os
 import statistics
+
+import report_apps
 
 
 def write_json(data, out_dir):
@@ -54,7 +60,11 @@ def summarise(data):
                     if s["rps_median"] else None
                 s["fastgw_cpu_ratio"] = s["cpu_us_per_req"] / fast["cpu_us_per_req"] \
                     if fast["cpu_us_per_req"] else None
-        out[sc["name"]] = {"title": sc["title"], "notes": sc.get("notes", []),
+        notes = sc.get("notes", [])
+        if sc.get("from_run"):
+            notes = [f"Kept from an earlier run ({sc['from_run']}; `--keep-others`): "
+                     "compare its rows with each other, not with this run's."] + notes
+        out[sc["name"]] = {"title": sc["title"], "notes": notes, "from_run": sc.get("from_run"),
                            "rows": summaries, "unavailable": sc.get("unavailable", {})}
     return out
 
@@ -93,6 +103,7 @@ def summarise_row(server, runs):
     s["log_disconnects"] = sum(r.get("log_disconnects", 0) for r in runs)
     s["tree_changes"] = [r["tree_changed"] for r in runs if r.get("tree_changed")]
     s["exited"] = [r["exited"] for r in runs if r.get("exited")]
+    report_apps.summarise_extra(s, ok)
     idle = [r["idle"] for r in ok if "idle" in r]
     if idle:
         s["idle_open_at_end"] = [i["open_at_end"] for i in idle]
@@ -142,7 +153,9 @@ def markdown(data, summary):
                  if inst['fastgw'].get('source') == "worktree" and inst['git']['uncommitted']
                  else " (the committed tree)"),
              f"- Each server: one worker process, `{st['server_cpu']}` (the whole process "
-             f"tree). Load: `{st['wrk']}` (wrk on the other CPU). {st['rounds']} rounds; in "
+             f"tree). Load: `{st['wrk']}` (wrk on the other CPU); `hello_2w` and `django_2w`: "
+             "two worker processes, server and wrk both on CPUs 0 and 1. "
+             f"{st['rounds']} rounds; in "
              f"each round every server runs once, in turn, after {st['warmup_s']:g} s of "
              "warm-up load.",
              "- CPU µs/request: utime+stime of every process of the server (from "
@@ -161,6 +174,10 @@ def markdown(data, summary):
         lines.append(f"| {tool} (apt) | {'unavailable' if why else 'installed'} | {why or ''} |")
     lines.append("")
 
+    from scenarios import DEFAULT_SCENARIOS
+    unmeasured = [n for n in DEFAULT_SCENARIOS if n not in summary]
+    if unmeasured:
+        lines += [f"Not measured in this run: {', '.join(f'`{n}`' for n in unmeasured)}.", ""]
     lines += headline(summary)
     for name, sc in summary.items():
         lines += scenario_section(name, sc)
@@ -218,7 +235,9 @@ def headline(summary):
                                if k != "fastgw" and v is not None)
             out += ["", f"RSS per worker after `hello`: **fastgw {_mib(rss['fastgw'])}**; "
                         f"{others}"]
-    return out + [""]
+    out.append("")
+    return out + report_apps.targets(summary, is_fastgw) + report_apps.scaling(summary,
+                                                                               is_fastgw)
 
 
 def _fast_row(sc):
@@ -247,6 +266,7 @@ def scenario_section(name, sc):
     for server, why in sc["unavailable"].items():
         out.append(f"| {server} | {why} | | | | | | | | | |")
     out.append("")
+    out += report_apps.fixed_rate_tables(name, sc, is_fastgw)
     idle_rows = [r for r in sc["rows"] if r.get("idle_open_at_end")]
     if idle_rows:
         out += ["Idle connections (answered before the run / still open at its end, per "
@@ -318,7 +338,10 @@ def commands_section(summary):
     out = ["## Exact commands", "",
            "Each line is one process of the row, started in this order; wrk runs as "
            "`taskset -c 1 wrk -t1 -c50 -dDURATIONs --latency URL` (plus `-H 'Connection: "
-           "close'` for hello_close and `-s bench/post1m.lua` for post1m).", ""]
+           "close'` for hello_close, `-s bench/post1m.lua` for post1m, `-c100` for "
+           "blocking_io, `-s bench/paths.lua URL -- PATH...` for the django mix); the "
+           "fixed-rate runs as `wrk -tN -cN -dDURATIONs --latency -s bench/pace.lua URL -- "
+           "RATE N [PATH...]`.", ""]
     for name, sc in summary.items():
         out += [f"<details><summary><code>{name}</code></summary>", "", "```"]
         for r in sc["rows"]:
@@ -331,6 +354,8 @@ def commands_section(summary):
 # --- chart ---------------------------------------------------------------------------
 
 def chart(summary, path):
+    """One line per scenario: req/s (median, min–max) on the left, server CPU µs per
+    request on the right; failed and unavailable rows as empty bars with the reason."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -339,44 +364,48 @@ def chart(summary, path):
     panels = [(n, sc) for n, sc in summary.items() if sc["rows"] or sc["unavailable"]]
     if not panels:
         return
-    cols = 2 if len(panels) > 1 else 1
-    rows_n = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows_n, cols, figsize=(7 * cols, 3.4 * rows_n), squeeze=False)
-    for ax, (name, sc) in zip(axes.flat, panels):
-        # measured rows as bars; failed and unavailable ones as a zero bar with the reason
-        labels, med, lo, hi, colors, texts = [], [], [], [], [], []
+    heights = [max(len(sc["rows"]) + len(sc["unavailable"]), 2) * 0.28 + 0.9
+               for _, sc in panels]
+    fig, axes = plt.subplots(len(panels), 2, figsize=(13, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for (ax_rps, ax_cpu), (name, sc) in zip(axes, panels):
+        labels, colors, rps, lo, hi, cpu, texts = [], [], [], [], [], [], []
         for r in sc["rows"]:
             labels.append(r["server"])
             colors.append("#d62728" if is_fastgw(r["server"]) else "#7f9fbf")
             if r["rounds_ok"]:
-                med.append(r["rps_median"])
+                rps.append(r["rps_median"])
                 lo.append(r["rps_median"] - r["rps_min"])
                 hi.append(r["rps_max"] - r["rps_median"])
-                texts.append(f" {r['rps_median']:,.0f}")
+                cpu.append(r["cpu_us_per_req"] or 0)
+                texts.append(None)
             else:
-                med.append(0), lo.append(0), hi.append(0)
+                rps.append(0), lo.append(0), hi.append(0), cpu.append(0)
                 texts.append(" failed: " + _first(r["failures"]).split("(")[0].strip()[:45])
         for server, why in sc["unavailable"].items():
             labels.append(server)
             colors.append("#d62728" if is_fastgw(server) else "#7f9fbf")
-            med.append(0), lo.append(0), hi.append(0)
+            rps.append(0), lo.append(0), hi.append(0), cpu.append(0)
             texts.append(" " + why.split("(")[0].strip()[:45])
         y = list(range(len(labels)))
-        ax.barh(y, med, xerr=[lo, hi], color=colors, capsize=3)
-        ax.set_yticks(y)
-        ax.set_yticklabels(labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title("\n".join(textwrap.wrap(f"{name}: {sc['title'].replace('`', '')}", 70)),
-                     fontsize=9)
-        ax.set_xlabel("req/s (median, min–max over rounds)", fontsize=8)
-        ax.tick_params(axis="x", labelsize=8)
-        for yi, v, h, t in zip(y, med, hi, texts):
-            ax.text(v + h, yi, t, va="center", fontsize=7)   # right of the error bar
-        ax.margins(x=0.25)
-        if max(med, default=0) == 0:
-            ax.set_xlim(0, 1)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
+        title = "\n".join(textwrap.wrap(f"{name}: {sc['title'].replace('`', '')}", 75))
+        for ax, values, err, unit in ((ax_rps, rps, [lo, hi], "req/s (median, min–max)"),
+                                      (ax_cpu, cpu, None, "server CPU µs per request "
+                                                          "(median; shorter is better)")):
+            ax.barh(y, values, xerr=err, color=colors, capsize=3 if err else 0)
+            ax.set_yticks(y)
+            ax.set_yticklabels(labels if ax is ax_rps else [""] * len(labels), fontsize=8)
+            ax.invert_yaxis()
+            ax.set_xlabel(unit, fontsize=8)
+            ax.tick_params(axis="x", labelsize=8)
+            for yi, v, t in zip(y, values, texts):
+                label = t if t is not None else (f" {v:,.0f}" if ax is ax_rps else f" {v:,.1f}")
+                ax.text(v + (hi[yi] if ax is ax_rps else 0), yi, label, va="center",
+                        fontsize=7)
+            ax.margins(x=0.3)
+            if max(values, default=0) == 0:
+                ax.set_xlim(0, 1)
+        ax_rps.set_title(title, fontsize=9, loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

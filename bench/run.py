@@ -14,6 +14,7 @@ bench/results.png (report.py). See bench/README.md.
 This is a measuring tool, never a test: it asserts nothing about speed.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -30,7 +31,7 @@ REPO = os.path.dirname(BENCH_DIR)
 VENV = os.path.join(BENCH_DIR, ".venv")
 STAGE_ENV = "FASTGW_BENCH_STAGE"
 ALL_SERVERS = ["fastgw", "gunicorn-sync", "gunicorn-gthread", "bjoern", "meinheld", "granian",
-               "uwsgi", "waitress", "fastwsgi", "flup", "nginx"]
+               "uwsgi", "waitress", "fastwsgi", "flup", "nginx", "mod_wsgi"]
 
 
 def parse_args(argv=None):
@@ -54,6 +55,9 @@ def parse_args(argv=None):
     parser.add_argument("--fastgw-from", choices=["head", "worktree"], default="head",
                         help="build fastgw from the committed HEAD (default) or from the "
                              "working tree as it is")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the scenarios of the results.json in --output that this "
+                             "run does not measure (marked with the run they come from)")
     parser.add_argument("--report-only", action="store_true",
                         help="measure nothing: rewrite RESULTS.md and results.png from the "
                              "results.json in --output")
@@ -126,6 +130,18 @@ def machine_info():
     }
 
 
+def make_django_site(ctx, status):
+    """Make the Django project with the venv's Django, or say why it cannot be made."""
+    import django_site
+    if "unavailable" in status["peers"].get("django", {"unavailable": "not installed"}):
+        ctx.django_unavailable = "Django: " + status["peers"]["django"]["unavailable"]
+        return
+    try:
+        ctx.django_site = django_site.make(os.path.join(ctx.scratch, "site"), ctx.python)
+    except (RuntimeError, OSError) as e:
+        ctx.django_unavailable = f"the Django project could not be made: {e}"
+
+
 def make_static_files(directory):
     # bytes that vary, so nothing in the path can shortcut a run of one byte
     block = bytes(range(256)) * 16
@@ -163,9 +179,54 @@ def smoke_check(scenario, host, port, deadline_s=10.0):
         delay = min(delay * 2, 0.5)
 
 
+def closed_loop(scenario, url, seconds):
+    """wrk as fast as the server answers: each connection sends when answered."""
+    from measure import run_wrk, wrk_command
+    return run_wrk(wrk_command(url, seconds, scenario.connections, close=scenario.close,
+                               script=scenario.script, paths=scenario.paths,
+                               cpu=_wrk_cpus(scenario)), timeout=seconds + 60)
+
+
+def _wrk_cpus(scenario):
+    return "1" if scenario.cpus == "0" else scenario.cpus
+
+
+def fixed_rate(scenario, base_url, seconds, loads):
+    """The loads (Paced) at once, one wrk each; wrk's counts summed, and the latency
+    from the due time of the first load (the one a scenario reports)."""
+    from measure import paced_wrk_command, parse_paced, parse_wrk
+    procs = [subprocess.Popen(paced_wrk_command(base_url + load.paths[0], seconds, load.rate,
+                                                load.connections, load.paths,
+                                                cpu=_wrk_cpus(scenario)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for load in loads]
+    outputs = []
+    for proc in procs:
+        try:
+            outputs.append(proc.communicate(timeout=seconds + 60)[0])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            outputs.append(proc.communicate()[0])
+    out = {"raw": "\n".join(outputs), "requests": 0, "rps": 0.0, "bytes_read": 0,
+           "non_2xx_3xx": 0, "socket_errors": {}, "loads": {},
+           "exit_code": max(p.returncode for p in procs)}
+    for load, text in zip(loads, outputs):
+        own, paced = parse_wrk(text), parse_paced(text)
+        out["loads"][load.label] = dict(paced, rate=load.rate, connections=load.connections,
+                                        paths=load.paths, socket_errors=own["socket_errors"],
+                                        non_2xx_3xx=own["non_2xx_3xx"])
+        for key in ("requests", "rps", "bytes_read", "non_2xx_3xx"):
+            out[key] += own[key]
+        for kind, n in own["socket_errors"].items():
+            out["socket_errors"][kind] = out["socket_errors"].get(kind, 0) + n
+    out["latency_ms"] = out["loads"][loads[0].label]["latency_ms"]
+    return out
+
+
 def run_once(scenario, row, args, url_host):
     """Start the row's stack, check one answer, warm up, measure, stop. One result dict."""
-    from measure import IdleConnections, StalledReaders, StartError, run_wrk, wrk_command
+    from measure import IdleConnections, StalledReaders, StartError
+    from scenarios import Paced
     result = {"scenario": scenario.name, "server": row.server, "ok": False}
     tmp = tempfile.mkdtemp(prefix=f"fastgw-bench-{scenario.name}-")
     stack = row.build(tmp)
@@ -177,7 +238,8 @@ def run_once(scenario, row, args, url_host):
         except StartError as e:
             result["error"] = f"did not start: {e}"
             return result
-        url = f"http://{url_host}:{stack.port}{scenario.path}"
+        base = f"http://{url_host}:{stack.port}"
+        url = base + scenario.path
         problem = smoke_check(scenario, url_host, stack.port)
         if problem:
             result["error"] = f"wrong answer before the run: {problem}"
@@ -188,9 +250,10 @@ def run_once(scenario, row, args, url_host):
         if scenario.stalled:
             stalled = StalledReaders(url_host, stack.port, scenario.stalled,
                                      scenario.stalled_path)
-        wrk = lambda seconds: run_wrk(
-            wrk_command(url, seconds, close=scenario.close, script=scenario.script),
-            timeout=seconds + 60)
+        if scenario.fixed:
+            wrk = lambda seconds: fixed_rate(scenario, base, seconds, scenario.fixed)
+        else:
+            wrk = lambda seconds: closed_loop(scenario, url, seconds)
         if args.warmup > 0:
             wrk(args.warmup)
         tree_before = stack.pids()
@@ -203,6 +266,14 @@ def run_once(scenario, row, args, url_host):
                                                   "socket_errors", "non_2xx_3xx",
                                                   "bytes_read", "exit_code")})
         result["wrk_output"] = measured["raw"]
+        if "loads" in measured:
+            result["loads"] = measured["loads"]
+        if scenario.paced and measured["rps"] > 0:
+            load = Paced("paced", scenario.paths or [scenario.path],
+                         round(measured["rps"] * scenario.paced, 1), scenario.paced_connections)
+            paced = fixed_rate(scenario, base, args.duration, [load])
+            result["paced"] = dict(paced["loads"]["paced"], fraction=scenario.paced,
+                                   wrk_output=paced["raw"], exit_code=paced["exit_code"])
         tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
         requests = max(measured["requests"], 1)
         result.update({
@@ -262,49 +333,72 @@ def run_once(scenario, row, args, url_host):
 def measure(args):
     sys.path.insert(0, BENCH_DIR)
     import report
-    from scenarios import SCENARIOS
     from servers import Context, fastgw_features
 
     with open(os.path.join(VENV, "bench-status.json")) as f:
         status = json.load(f)
     peers = peer_availability(status, args.servers)
-    static_dir = tempfile.mkdtemp(prefix="fastgw-bench-static-")
-    make_static_files(static_dir)
-    ctx = Context(bench_dir=BENCH_DIR, venv_bin=os.path.join(VENV, "bin"), static_dir=static_dir)
-    features = fastgw_features(ctx) if peers.get("fastgw", "x") is None else set()
-    data = {"machine": machine_info(), "install": status, "fastgw_features": sorted(features),
-            "settings": {"rounds": args.rounds, "duration_s": args.duration,
-                         "warmup_s": args.warmup, "wrk": "taskset -c 1 wrk -t1 -c50 "
-                         f"-d{args.duration:g}s --latency", "server_cpu": "taskset -c 0",
-                         "argv": sys.argv[1:]},
-            "scenarios": []}
-    started = time.monotonic()
+    scratch = tempfile.mkdtemp(prefix="fastgw-bench-")
+    os.chmod(scratch, 0o755)          # mod_wsgi's processes run as www-data
     try:
-        for name in args.scenarios:
-            scenario = SCENARIOS[name](ctx, peers, features)
-            entry = {"name": scenario.name, "title": scenario.title, "notes": scenario.notes,
-                     "unavailable": {r.server: r.unavailable for r in scenario.rows
-                                     if r.unavailable},
-                     "runs": []}
-            data["scenarios"].append(entry)
-            rows = [r for r in scenario.rows if not r.unavailable]
-            for r in scenario.rows:
-                if r.unavailable:
-                    print(f"{scenario.name:12} {r.server:32} {r.unavailable}", flush=True)
-            for round_no in range(1, args.rounds + 1):
-                for row in rows:
-                    result = run_once(scenario, row, args, "127.0.0.1")
-                    result["round"] = round_no
-                    entry["runs"].append(result)
-                    print(_progress_line(result, time.monotonic() - started), flush=True)
-            report.write_json(data, args.output)     # keep what is done if a later one dies
+        static_dir = os.path.join(scratch, "static")
+        os.mkdir(static_dir)
+        make_static_files(static_dir)
+        ctx = Context(bench_dir=BENCH_DIR, venv_bin=os.path.join(VENV, "bin"),
+                      static_dir=static_dir, scratch=scratch)
+        if {"django", "django_2w"} & set(args.scenarios):
+            make_django_site(ctx, status)
+        features = fastgw_features(ctx) if peers.get("fastgw", "x") is None else set()
+        data = {"machine": machine_info(), "install": status,
+                "fastgw_features": sorted(features),
+                "settings": {"rounds": args.rounds, "duration_s": args.duration,
+                             "warmup_s": args.warmup, "wrk": "taskset -c 1 wrk -t1 -c50 "
+                             f"-d{args.duration:g}s --latency", "server_cpu": "taskset -c 0",
+                             "argv": sys.argv[1:]},
+                "scenarios": []}
+        started = time.monotonic()
+        with contextlib.ExitStack() as opened:
+            if peers.get("mod_wsgi", "x") is None and os.geteuid() == 0:
+                import setup_env
+                dirs = opened.enter_context(setup_env.python_reachable_by_others())
+                if dirs:
+                    status["peers"]["mod_wsgi"]["note"] = (
+                        "its processes run as www-data: during the run, others could "
+                        f"search {', '.join(dirs)} to reach the Python installation")
+            run_scenarios(args, ctx, peers, features, data, started)
     finally:
-        shutil.rmtree(static_dir, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     data["elapsed_s"] = round(time.monotonic() - started, 1)
     data["machine"]["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
+    if args.keep_others:
+        keep_other_scenarios(data, args.output)
     report.write_all(data, args.output)
     print(f"wrote {os.path.join(args.output, 'RESULTS.md')}, results.json, results.png "
           f"in {data['elapsed_s']:.0f} s")
+
+
+def run_scenarios(args, ctx, peers, features, data, started):
+    """Round after round, every row of each scenario in turn; results.json after each."""
+    import report
+    from scenarios import SCENARIOS
+    for name in args.scenarios:
+        scenario = SCENARIOS[name](ctx, peers, features)
+        entry = {"name": scenario.name, "title": scenario.title, "notes": scenario.notes,
+                 "unavailable": {r.server: r.unavailable for r in scenario.rows
+                                 if r.unavailable},
+                 "runs": []}
+        data["scenarios"].append(entry)
+        rows = [r for r in scenario.rows if not r.unavailable]
+        for r in scenario.rows:
+            if r.unavailable:
+                print(f"{scenario.name:12} {r.server:32} {r.unavailable}", flush=True)
+        for round_no in range(1, args.rounds + 1):
+            for row in rows:
+                result = run_once(scenario, row, args, "127.0.0.1")
+                result["round"] = round_no
+                entry["runs"].append(result)
+                print(_progress_line(result, time.monotonic() - started), flush=True)
+        report.write_json(data, args.output)     # keep what is done if a later one dies
 
 
 def _progress_line(r, elapsed):
@@ -326,6 +420,25 @@ def _progress_line(r, elapsed):
     if r.get("tree_changed"):
         text += f"  {r['tree_changed']}"
     return text
+
+
+def keep_other_scenarios(data, out_dir):
+    """Put the scenarios of the previous results.json that this run did not measure
+    first, each marked with the date and fastgw commit of the run that measured it."""
+    path = os.path.join(out_dir, "results.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        old = json.load(f)
+    measured = {sc["name"] for sc in data["scenarios"]}
+    kept = []
+    for sc in old.get("scenarios", []):
+        if sc["name"] in measured:
+            continue
+        sc.setdefault("from_run", f"{old['machine']['date']}, fastgw "
+                                  f"{old['install']['git']['commit']}")
+        kept.append(sc)
+    data["scenarios"] = kept + data["scenarios"]
 
 
 def rewrite_report(args):

@@ -4,8 +4,9 @@ A Launch is one process: its argv (run under `taskset -c 0`), and how to know
 it is ready (a TCP port accepting, a UNIX socket accepting, or a port printed
 in its log when it bound port 0). A Stack is the processes one benchmark row
 needs: a server alone, or nginx plus the application server behind it. Every
-factory takes the application's name in bench_apps and a Tuning, and returns
-a Launch; nothing here knows about scenarios beyond those two inputs.
+factory takes the application (a name in bench_apps, or an App such as the
+Django project) and a Tuning (threads, workers), and returns a Launch; each
+translates those into its own flags, so nothing here knows about scenarios.
 """
 import os
 import re
@@ -26,10 +27,14 @@ LISTENING = r"Listening at: \S+://127\.0\.0\.1:(\d+)"
 
 @dataclass
 class Context:
-    """Where things are: the bench directory, its virtualenv, the static files."""
+    """Where things are: the bench directory, its virtualenv, the static files, and a
+    scratch directory of the run (servers that need a directory of their own)."""
     bench_dir: str
     venv_bin: str
     static_dir: str = ""
+    scratch: str = ""
+    django_site: object = None        # a django_site.Site, or None with the reason:
+    django_unavailable: str = ""
 
     def bin(self, name):
         return os.path.join(self.venv_bin, name)
@@ -46,8 +51,32 @@ class Tuning:
     idle: the scenario holds ~1,000 idle keep-alive connections, so servers whose
     defaults would close or refuse them get a long keep-alive timeout and a
     connection limit above that (what anyone deploying for that load would set).
+    threads: application threads per worker (0: the server's default).
+    workers: worker processes.
     """
     idle: bool = False
+    threads: int = 0
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class App:
+    """What a row serves: MODULE:CALLABLE importable from root, and, when static_dir
+    is set, the files below it at /static/ (Django's collectstatic output), served
+    the way each server's documentation recommends."""
+    module: str
+    callable: str
+    root: str
+    static_dir: Optional[str] = None
+    env: Tuple[Tuple[str, str], ...] = ()
+
+    @property
+    def spec(self):
+        return f"{self.module}:{self.callable}"
+
+    @property
+    def wsgi_file(self):
+        return os.path.join(self.root, *self.module.split(".")) + ".py"
 
 
 @dataclass
@@ -63,26 +92,43 @@ class Launch:
 
 # --- the HTTP servers ---------------------------------------------------------
 
-def _app_env(ctx):
-    return {"PYTHONPATH": ctx.bench_dir}
+def _app(ctx, app):
+    return app if isinstance(app, App) else App("bench_apps", app, ctx.bench_dir)
+
+
+def _app_env(ctx, app=None, whitenoise=False):
+    """PYTHONPATH for the app; BENCH_STATIC=whitenoise makes the Django project serve
+    its static files itself (WhiteNoise), for servers that serve no files."""
+    app = _app(ctx, app or "hello")
+    env = {"PYTHONPATH": app.root, **dict(app.env)}
+    if whitenoise and app.static_dir:
+        env["BENCH_STATIC"] = "whitenoise"
+    return env
 
 
 def fastgw(ctx, app, tuning, extra=()):
-    argv = [ctx.bin("fastgw"), "serve", f"bench_apps:{app}", "--bind", f"{HOST}:0",
-            "--workers", "1", "--chdir", ctx.bench_dir, *extra]
+    app = _app(ctx, app)
+    argv = [ctx.bin("fastgw"), "serve", app.spec, "--bind", f"{HOST}:0",
+            "--workers", str(tuning.workers), "--chdir", app.root, *extra]
+    if tuning.threads:
+        argv += ["--threads", str(tuning.threads)]
+    if app.static_dir:
+        argv += ["--static", f"/static/={app.static_dir}"]
     if tuning.idle:
         argv += ["--keepalive", "300"]
-    return Launch(argv, port_from_log=LISTENING, env=_app_env(ctx))
+    return Launch(argv, port_from_log=LISTENING, env=_app_env(ctx, app))
 
 
 def _gunicorn(ctx, app, tuning, worker):
-    argv = [ctx.bin("gunicorn"), "--workers", "1", "--worker-class", worker,
-            "--bind", f"{HOST}:0", "--chdir", ctx.bench_dir]
+    app = _app(ctx, app)
+    argv = [ctx.bin("gunicorn"), "--workers", str(tuning.workers), "--worker-class", worker,
+            "--bind", f"{HOST}:0", "--chdir", app.root]
     if worker == "gthread":
-        argv += ["--threads", "4"]
+        argv += ["--threads", str(tuning.threads or 4)]
         if tuning.idle:
             argv += ["--keep-alive", "300", "--worker-connections", "2000"]
-    return Launch(argv + [f"bench_apps:{app}"], port_from_log=LISTENING, env=_app_env(ctx))
+    return Launch(argv + [app.spec], port_from_log=LISTENING,
+                  env=_app_env(ctx, app, whitenoise=True))
 
 
 def gunicorn_sync(ctx, app, tuning):
@@ -115,10 +161,15 @@ def fastwsgi(ctx, app, tuning):
 
 
 def granian(ctx, app, tuning):
+    app = _app(ctx, app)
     port = free_port()
     argv = [ctx.bin("granian"), "--interface", "wsgi", "--host", HOST, "--port", str(port),
-            "--workers", "1", "--no-ws", f"bench_apps:{app}"]
-    return Launch(argv, port=port, env=_app_env(ctx), cwd=ctx.bench_dir)
+            "--workers", str(tuning.workers), "--no-ws"]
+    if tuning.threads:
+        argv += ["--blocking-threads", str(tuning.threads)]
+    if app.static_dir:
+        argv += ["--static-path-route", "/static", "--static-path-mount", app.static_dir]
+    return Launch(argv + [app.spec], port=port, env=_app_env(ctx, app), cwd=app.root)
 
 
 def uwsgi(ctx, app, tuning):
@@ -126,25 +177,55 @@ def uwsgi(ctx, app, tuning):
     # answers one request per connection and closes it (wrk counts each close as
     # a read error). --http11-socket would keep connections open, but one
     # process then serves a single keep-alive connection while the other 49 wait.
+    app = _app(ctx, app)
     port = free_port()
-    argv = [ctx.bin("uwsgi"), "--http-socket", f"{HOST}:{port}", *_uwsgi_common(ctx, app)]
-    return Launch(argv, port=port, env=_app_env(ctx))
+    argv = [ctx.bin("uwsgi"), "--http-socket", f"{HOST}:{port}",
+            *_uwsgi_common(ctx, app, tuning)]
+    if app.static_dir:
+        argv += ["--static-map", f"/static={app.static_dir}"]
+    return Launch(argv, port=port, env=_app_env(ctx, app))
 
 
-def _uwsgi_common(ctx, app):
-    return ["--master", "--processes", "1", "--wsgi-file",
-            os.path.join(ctx.bench_dir, "bench_apps.py"), "--callable", app,
-            "--disable-logging", "--die-on-term", "--need-app"]
+def _uwsgi_common(ctx, app, tuning=Tuning()):
+    app = _app(ctx, app)
+    argv = ["--master", "--processes", str(tuning.workers), "--wsgi-file", app.wsgi_file,
+            "--callable", app.callable, "--pythonpath", app.root, "--disable-logging",
+            "--die-on-term", "--need-app"]
+    if tuning.threads:
+        argv += ["--threads", str(tuning.threads)]
+    return argv
 
 
 def waitress(ctx, app, tuning):
+    app = _app(ctx, app)
     port = free_port()
     argv = [ctx.bin("waitress-serve"), "--host", HOST, "--port", str(port)]
+    if tuning.threads:
+        argv += ["--threads", str(tuning.threads)]
     if tuning.idle:
         # default: at most 100 connections, and select(), which stops at fd 1024
         argv += ["--connection-limit", "2000", "--asyncore-use-poll"]
-    return Launch(argv + [f"bench_apps:{app}"], port=port, env=_app_env(ctx),
-                  cwd=ctx.bench_dir)
+    return Launch(argv + [app.spec], port=port, env=_app_env(ctx, app, whitenoise=True),
+                  cwd=app.root)
+
+
+def mod_wsgi(ctx, app, tuning):
+    """mod_wsgi-express: Apache (event MPM) in front of mod_wsgi daemon processes.
+
+    Apache will not serve as root, so its children and the daemon run as
+    www-data when the harness is root (setup_env makes the interpreter reachable)."""
+    app = _app(ctx, app)
+    port = free_port()
+    argv = [ctx.bin("mod_wsgi-express"), "start-server", app.wsgi_file, "--callable-object",
+            app.callable, "--host", HOST, "--port", str(port), "--processes",
+            str(tuning.workers), "--threads", str(tuning.threads or 5), "--server-root",
+            os.path.join(ctx.scratch, f"mod_wsgi-{port}"), "--working-directory", app.root,
+            "--python-path", app.root, "--locale", "C.UTF-8", "--log-to-terminal"]
+    if app.static_dir:
+        argv += ["--url-alias", "/static", app.static_dir]
+    if os.geteuid() == 0:
+        argv += ["--user", "www-data", "--group", "www-data"]
+    return Launch(argv, port=port, env=_app_env(ctx, app))
 
 
 # name -> (factory, pip distribution that provides it)
@@ -158,6 +239,7 @@ HTTP_SERVERS = {
     "uwsgi": (uwsgi, "uwsgi"),
     "waitress": (waitress, "waitress"),
     "fastwsgi": (fastwsgi, "fastwsgi"),
+    "mod_wsgi": (mod_wsgi, "mod_wsgi"),
 }
 
 
@@ -277,7 +359,7 @@ def flup_backend(ctx, app, sock):
 def fastgw_backend(protocol):
     """fastgw speaking `protocol` (fastcgi, uwsgi) on a UNIX socket."""
     def backend(ctx, app, sock):
-        argv = [ctx.bin("fastgw"), "serve", f"bench_apps:{app}", "--bind",
+        argv = [ctx.bin("fastgw"), "serve", _app(ctx, app).spec, "--bind",
                 f"{protocol}://unix:{sock}", "--workers", "1", "--chdir", ctx.bench_dir]
         return Launch(argv, unix_path=sock, env=_app_env(ctx))
     return backend
@@ -286,18 +368,19 @@ def fastgw_backend(protocol):
 # --- a running stack -------------------------------------------------------------
 
 class Stack:
-    """Processes started in order (back end first), all pinned to SERVER_CPU."""
+    """Processes started in order (back end first), all pinned to `cpus`."""
 
-    def __init__(self, launches, tmp, start_timeout=30.0):
+    def __init__(self, launches, tmp, start_timeout=30.0, cpus=SERVER_CPU):
         self.launches = launches
         self.tmp = tmp
+        self.cpus = cpus
         self.procs: List[Tuple[Launch, subprocess.Popen, str]] = []
         self.port = None
         self.start_timeout = start_timeout
 
     @property
     def commands(self):
-        return [" ".join(_quote(a) for a in ["taskset", "-c", SERVER_CPU, *l.argv])
+        return [" ".join(_quote(a) for a in ["taskset", "-c", self.cpus, *l.argv])
                 for l in self.launches]
 
     def start(self):
@@ -306,7 +389,7 @@ class Stack:
             env = dict(os.environ)
             env.update(launch.env)
             log = open(log_path, "wb")
-            proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *launch.argv], env=env,
+            proc = subprocess.Popen(["taskset", "-c", self.cpus, *launch.argv], env=env,
                                     cwd=launch.cwd or self.tmp, stdout=log, stderr=log,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
             log.close()

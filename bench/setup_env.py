@@ -8,7 +8,13 @@ HEAD (`git archive`): the working tree may be halfway through someone's edit.
 `--fastgw-from worktree` snapshots the working tree instead (tracked files plus
 untracked, unignored ones). Either way the build never writes into the
 repository, and it is redone only when the snapshot changes.
+mod_wsgi-express runs Apache, whose children and mod_wsgi daemons must not be
+root; when the harness is root they run as www-data, so while the measurement
+runs, the directories above the Python installation get search permission for
+others where they lack it (an installation under /root would be unreachable
+otherwise); their modes are put back when it ends.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -19,7 +25,10 @@ import tempfile
 
 APT_TOOLS = {"nginx": lambda: shutil.which("nginx"),
              "wrk": lambda: shutil.which("wrk"),
-             "libev-dev": lambda: os.path.exists("/usr/include/ev.h")}
+             "libev-dev": lambda: os.path.exists("/usr/include/ev.h"),
+             # mod_wsgi's build needs apxs; mod_wsgi-express runs the apache2 binary
+             "apache2": lambda: shutil.which("apache2") or os.path.exists("/usr/sbin/apache2"),
+             "apache2-dev": lambda: shutil.which("apxs") or os.path.exists("/usr/bin/apxs")}
 
 # distribution -> list of attempts; an attempt is a list of pip install argument lists
 # run in order. The first attempt that fully succeeds wins; its note is recorded.
@@ -38,6 +47,11 @@ PEERS = {
     "fastwsgi": [([["fastwsgi", "setuptools<81"]],
                   "with setuptools<81: fastwsgi imports pkg_resources")],
     "flup": [([["flup"]], None)],
+    "mod_wsgi": [([["mod_wsgi"]], None)],
+    # the django scenarios' project, and WhiteNoise for its static files where the
+    # server serves none (gunicorn, waitress)
+    "django": [([["django"]], None)],
+    "whitenoise": [([["whitenoise"]], None)],
     "matplotlib": [([["matplotlib"]], None)],
 }
 
@@ -81,7 +95,28 @@ def installed_versions(python, names):
     return json.loads(proc.stdout) if proc.returncode == 0 else {n: None for n in names}
 
 
-def install_peers(python, libev_ok, previous):
+@contextlib.contextmanager
+def python_reachable_by_others():
+    """Inside: others may search (x, not read) every directory above the running
+    interpreter's installation; yields those that needed it, restored on leaving."""
+    changed = []
+    path = os.path.realpath(sys.base_prefix)
+    try:
+        while True:
+            mode = os.stat(path).st_mode
+            if not mode & 0o001:
+                os.chmod(path, mode | 0o001)
+                changed.append((path, mode))
+            if path == os.path.dirname(path):
+                break
+            path = os.path.dirname(path)
+        yield [p for p, _ in changed]
+    finally:
+        for path, mode in reversed(changed):
+            os.chmod(path, mode)
+
+
+def install_peers(python, libev_ok, previous, apxs_ok=True):
     """{distribution: {"version": ..., "note": ...} or {"unavailable": reason}}.
 
     previous: the same dict from the last run, whose notes (how a peer had to be
@@ -97,6 +132,9 @@ def install_peers(python, libev_ok, previous):
             continue
         if dist == "bjoern" and not libev_ok:
             status[dist] = {"unavailable": "libev-dev (ev.h) is not installed"}
+            continue
+        if dist == "mod_wsgi" and not apxs_ok:
+            status[dist] = {"unavailable": "apache2 and apache2-dev (apxs) are not installed"}
             continue
         reason = None
         for number, (steps, note) in enumerate(attempts):
@@ -197,7 +235,8 @@ def prepare(venv, repo, skip_install=False, fastgw_from="head"):
     status = {"apt": apt, "fastgw": install_fastgw(python, repo, venv, fastgw_from),
               "git": git_describe(repo),
               "peers": install_peers(python, apt["libev-dev"] is None,
-                                        previous.get("peers", {}))}
+                                     previous.get("peers", {}),
+                                     apt["apache2"] is None and apt["apache2-dev"] is None)}
     with open(status_path, "w") as f:
         json.dump(status, f, indent=1)
     return status
