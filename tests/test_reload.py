@@ -5,6 +5,7 @@ it is doing and exits; the listeners stay open, so no request fails.
 The application (tests/apps/procapp.py) serves "VERSION PID" at /version, where
 VERSION is read at import time from a file the test rewrites before each SIGHUP.
 """
+import contextlib
 import http.client
 import os
 import re
@@ -409,3 +410,106 @@ def test_reload_keeps_listening_socket(start_server, tmp_path):
     assert get_version(srv.port)[0] == "b"
     assert before <= listening_inodes()
     assert srv.stop() == 0
+
+
+class NewConnectionLoad:
+    """Client threads opening a new connection per GET /version; each answer is kept
+    as (monotonic time the connection was opened, version)."""
+
+    def __init__(self, port, clients=4):
+        self.port = port
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.answers = []
+        self.failures = []
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def run(self):
+        while not self.stopping.is_set():
+            opened = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                conn.request("GET", "/version")
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200:
+                    raise AssertionError("status %d: %r" % (resp.status, body))
+                version = body.decode().split()[0]
+                with self.lock:
+                    self.answers.append((opened, version))
+            except Exception as exc:
+                with self.lock:
+                    self.failures.append(repr(exc))
+            finally:
+                conn.close()
+
+    def stop(self):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(40)
+
+
+@pytest.mark.parametrize("front,threads", [("http", "1"), ("http", "4"), ("nginx", "1")],
+                         ids=["http", "http-threads", "fastcgi-behind-nginx"])
+def test_old_workers_take_no_new_connection_once_the_new_are_ready(start_server, tmp_path,
+                                                                   front, threads):
+    """20 reloads under steady load of new connections: no request fails, and no
+    connection opened more than 0.2 s after a reload is done (the new generation is
+    ready, the log says) is answered by the old code. Directly over HTTP, and with
+    nginx in front speaking FastCGI to fastgw (a new FastCGI connection per request)."""
+    extra = ["--bind", "fastcgi://127.0.0.1:0"] if front == "nginx" else []
+    srv, version_file = versioned_server(start_server, tmp_path, "v0", "--workers", "2",
+                                         "--threads", threads, *extra)
+    wait_imported(srv, srv.wait_for_workers(2))
+    with contextlib.ExitStack() as stack:
+        port = srv.port
+        if front == "nginx":
+            port = stack.enter_context(fastcgi_nginx(srv, tmp_path))
+        reload_twenty_times(srv, port, version_file)
+    assert srv.stop() == 0
+
+
+@contextlib.contextmanager
+def fastcgi_nginx(srv, tmp_path):
+    """nginx on a free port passing every request to fastgw's FastCGI listener."""
+    from test_behind_nginx import _free_port, running_nginx
+    fastcgi = next(l for l in srv.listeners if l.startswith("fastcgi://"))
+    port = _free_port()
+    block = """
+    server {
+        listen 127.0.0.1:%d;
+        location / {
+            include fastcgi_params;
+            fastcgi_param PATH_INFO $uri;
+            fastcgi_param SCRIPT_NAME "";
+            fastcgi_pass %s;
+        }
+    }""" % (port, fastcgi[len("fastcgi://"):])
+    nginx_dir = tmp_path / "nginx"
+    nginx_dir.mkdir()
+    with running_nginx(str(nginx_dir), [block], {"site": port}):
+        yield port
+
+
+def reload_twenty_times(srv, port, version_file):
+    load = NewConnectionLoad(port)
+    late = []
+    try:
+        for n in range(1, 21):
+            version = "v%d" % n
+            write_version(version_file, version)
+            reload_and_wait(srv)
+            ready = time.monotonic()
+            # give the load a moment past the cut-over, then look at what it got
+            wait_until(lambda: any(t > ready + 0.3 and v == version
+                                   for t, v in list(load.answers)), 20,
+                       message="answers from %s" % version)
+            with load.lock:
+                late += [(round(t - ready, 3), v) for t, v in load.answers
+                         if t > ready + 0.2 and v != version]
+    finally:
+        load.stop()
+    assert load.failures == [], load.failures[:10]
+    assert late == [], "old code answered connections opened after the cut-over: %r" % late[:20]

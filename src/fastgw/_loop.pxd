@@ -162,6 +162,9 @@ cdef class Loop:
     cdef public double graceful_timeout
     cdef public unsigned long long requests
     cdef public object tick
+    # set by a signal handler: stop() at the top of the next turn of the loop, not
+    # in the middle of whatever the handler interrupted
+    cdef public bint stop_soon
     cdef double stop_deadline
     cdef public str spool_dir
     # counted by each sweep, for the metrics: connections whose output waits for the

@@ -1337,6 +1337,8 @@ cdef class Loop:
         cdef Handle handle
         next_sweep = monotonic() + 1.0
         while True:
+            if self.stop_soon and not self.stopping:
+                self.stop()
             if self.stopping:
                 self.sweep(monotonic())
                 self.closing = []

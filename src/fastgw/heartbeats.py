@@ -6,8 +6,12 @@ request, or the last time it was idle), written by the worker's loop (_loop.pyx 
 it in C at 8 * slot) and read by the master to find stuck workers and to tell the
 service manager it is alive. The second part holds one unsigned 64-bit count per slot,
 the requests the worker has served, written once a second and read for the STATUS the
-master reports. Plain loads and stores of aligned 8-byte words: no locks, and a value
-read while being written is at worst one tick old.
+master reports. The third part holds one word per slot the master sets before it
+sends SIGTERM to a worker it has replaced (a reload or fewer workers): that worker
+stops accepting at once, since the new ones take what waits in the shared listen
+backlog, instead of draining the backlog first as a worker of a stopping server does.
+Plain loads and stores of aligned 8-byte words: no locks, and a value read while
+being written is at worst one tick old.
 """
 import mmap
 import struct
@@ -18,13 +22,14 @@ SLOTS = 1024
 class Heartbeats:
     def __init__(self, slots=SLOTS):
         self.slots = slots
-        self.page = mmap.mmap(-1, 16 * slots)
+        self.page = mmap.mmap(-1, 24 * slots)
         self.free = list(range(slots - 1, -1, -1))
 
     def take(self):
         slot = self.free.pop()
         self.write(slot, 0.0)
         self.write_requests(slot, 0)
+        struct.pack_into("Q", self.page, 8 * (2 * self.slots + slot), 0)
         return slot
 
     def give_back(self, slot):
@@ -41,3 +46,9 @@ class Heartbeats:
 
     def read_requests(self, slot):
         return struct.unpack_from("Q", self.page, 8 * (self.slots + slot))[0]
+
+    def mark_replaced(self, slot):
+        struct.pack_into("Q", self.page, 8 * (2 * self.slots + slot), 1)
+
+    def replaced(self, slot):
+        return struct.unpack_from("Q", self.page, 8 * (2 * self.slots + slot))[0] == 1

@@ -475,6 +475,9 @@ class Master:
         self.workers.pop(info.pid, None)
         self.retiring[info.pid] = info
         self.retire_deadline[info.pid] = time.monotonic() + self.config.graceful_timeout + 1.0
+        if not self.stopping:
+            # the workers that stay take the shared backlog: this one stops accepting now
+            self.heartbeats.mark_replaced(info.slot)
         try:
             os.kill(info.pid, signal.SIGTERM)
         except ProcessLookupError:

@@ -166,13 +166,22 @@ class Worker:
 
     def stop_accepting(self):
         """Stop the loop (it finishes what is in flight) and close this worker's copies of
-        the listeners; while connections wait in their backlog, take them first (the tick
-        calls again), at most BACKLOG_GRACE seconds."""
+        the listeners. When the server stops, take what waits in the listen backlog
+        first (the tick calls again), at most BACKLOG_GRACE seconds; a worker the master
+        replaced (reload, fewer workers) stops at once: its successors take the backlog."""
         now = time.monotonic()
         if self.stop_asked is None:
             self.stop_asked = now
         sockets = [sock for sock, _ in self.sockets]
-        if now - self.stop_asked < BACKLOG_GRACE and pending_connections(sockets):
+        replaced = self.heartbeat is not None and self.heartbeat[0].replaced(self.heartbeat[1])
+        if replaced and not self.loop.stopping:
+            # from the signal handler: the loop stops at its next turn, not in the middle
+            # of what the signal interrupted; this worker's copies of the listeners close
+            # when it exits, and the successors take the backlog meanwhile
+            self.loop.stop_soon = True
+            return
+        if (not replaced and now - self.stop_asked < BACKLOG_GRACE
+                and pending_connections(sockets)):
             if self.stop_asked == now:
                 log.info("worker %d: connections wait in the listen backlog; taking them "
                          "before stopping", os.getpid())
