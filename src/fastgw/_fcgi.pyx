@@ -16,39 +16,22 @@
 # requests that wait (past it the connection is closed): the per-id caps alone let one
 # connection with many ids hold gigabytes. wsgi.input ends at CONTENT_LENGTH (PEP 3333);
 # a CGI variable that must be a number and is not gets a 400 answer (cgiparams).
-# parse_params() is the PARAMS parser on bytes, without a socket (fuzz/fuzz_cgivars.py).
+# The record layout and the name-value codec are in _fcgirecord.
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.string cimport memcpy
 
+from fastgw._fcgirecord cimport *
 from fastgw._http cimport HttpSettings, build_head
 from fastgw._loop cimport BodyReader, Connection, Protocol, Request
 
 import logging
 
+from fastgw._fcgirecord import FcgiProtocolError
 from fastgw.cgiparams import request_from_params
 from fastgw.errors import ClientDisconnected, HttpError
 
 log = logging.getLogger("fastgw.error")
 
 cdef enum:
-    FCGI_VERSION = 1
-    BEGIN_REQUEST = 1
-    ABORT_REQUEST = 2
-    END_REQUEST = 3
-    PARAMS = 4
-    STDIN = 5
-    STDOUT = 6
-    STDERR = 7
-    DATA = 8
-    GET_VALUES = 9
-    GET_VALUES_RESULT = 10
-    UNKNOWN_TYPE = 11
-    RESPONDER = 1
-    KEEP_CONN = 1
-    REQUEST_COMPLETE = 0
-    OVERLOADED = 2
-    UNKNOWN_ROLE = 3
-    MAX_CONTENT = 65535
     MAX_PENDING_STDIN = 1048576
     # per connection; web servers multiplex little if at all (nginx and Apache never)
     MAX_REQS = 32
@@ -57,64 +40,6 @@ cdef enum:
 cdef bytes PADDING = b"\0" * 8
 cdef double KEPT_IDLE = 300.0
 cdef bytes CGI_PREFIX = b"Status: "
-
-
-class FcgiProtocolError(Exception):
-    """The client broke the FastCGI framing; the connection is closed."""
-
-
-cdef bytes record_header(int rtype, int rid, Py_ssize_t clen, int plen):
-    cdef unsigned char h[8]
-    h[0] = FCGI_VERSION
-    h[1] = rtype
-    h[2] = (rid >> 8) & 0xff
-    h[3] = rid & 0xff
-    h[4] = (clen >> 8) & 0xff
-    h[5] = clen & 0xff
-    h[6] = plen
-    h[7] = 0
-    return PyBytes_FromStringAndSize(<char *>h, 8)
-
-
-cdef dict parse_name_values(bytes data, str what):
-    """FastCGI name-value pairs (1- or 4-byte lengths) -> {name: value} as latin-1 str."""
-    cdef const unsigned char *p = data
-    cdef Py_ssize_t n = len(data), i = 0, nlen, vlen
-    cdef dict out = {}
-    while i < n:
-        nlen = p[i]
-        if nlen & 0x80:
-            if i + 4 > n:
-                raise FcgiProtocolError(f"truncated name length in {what}")
-            nlen = ((p[i] & 0x7f) << 24) | (p[i + 1] << 16) | (p[i + 2] << 8) | p[i + 3]
-            i += 4
-        else:
-            i += 1
-        if i >= n:
-            raise FcgiProtocolError(f"truncated value length in {what}")
-        vlen = p[i]
-        if vlen & 0x80:
-            if i + 4 > n:
-                raise FcgiProtocolError(f"truncated value length in {what}")
-            vlen = ((p[i] & 0x7f) << 24) | (p[i + 1] << 16) | (p[i + 2] << 8) | p[i + 3]
-            i += 4
-        else:
-            i += 1
-        if i + nlen + vlen > n:
-            raise FcgiProtocolError(f"name-value pair longer than the {what} stream")
-        out[data[i:i + nlen].decode("latin-1")] = data[i + nlen:i + nlen + vlen].decode("latin-1")
-        i += nlen + vlen
-    return out
-
-
-def parse_params(bytes data not None):
-    """A PARAMS stream's bytes -> {name: value} (latin-1 str); FcgiProtocolError when
-    malformed. The numbers among them are checked by cgiparams.request_from_params."""
-    return parse_name_values(data, "PARAMS")
-
-
-cdef bytes encode_name_value(bytes name, bytes value):
-    return bytes([len(name), len(value)]) + name + value
 
 
 cdef class FcgiRequest:
