@@ -11,6 +11,7 @@ extensions = [
               extra_compile_args=CFLAGS),
     Extension("fastgw._http", ["src/fastgw/_http.pyx", "csrc/httpdate.c"],
               include_dirs=["csrc"], extra_compile_args=CFLAGS),
+    Extension("fastgw._fcgirecord", ["src/fastgw/_fcgirecord.pyx"], extra_compile_args=CFLAGS),
     Extension("fastgw._fcgi", ["src/fastgw/_fcgi.pyx"], include_dirs=["csrc"],
               extra_compile_args=CFLAGS),
     Extension("fastgw._scgi", ["src/fastgw/_scgi.pyx"], include_dirs=["csrc"],

@@ -29,4 +29,5 @@ run the fuzzer on it with:
   PYTHONPATH=$out/src LD_PRELOAD=$preload \\
   ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 PYTHONMALLOC=malloc \\
   $python $here/fuzz_http.py --engine atheris CORPUS_DIR [libFuzzer flags]
+  (or fuzz_cgivars.py, the FastCGI/SCGI/uwsgi header parsers, the same way)
 MSG

@@ -362,9 +362,13 @@ INTERESTING = [
 
 
 class Mutator:
-    def __init__(self, rng, corpus):
+    """Byte and token mutations; `tokens` are the protocol's interesting byte strings (the
+    last 16 also replace runs of digits); fuzz_cgivars.py passes its own."""
+
+    def __init__(self, rng, corpus, tokens=INTERESTING):
         self.rng = rng
         self.corpus = corpus
+        self.tokens = tokens
 
     def mutate(self, data):
         rng = self.rng
@@ -378,7 +382,7 @@ class Mutator:
             elif op == 1 and n:
                 data[min(pos, n - 1)] = rng.randrange(256)
             elif op in (2, 3):
-                data[pos:pos] = rng.choice(INTERESTING)
+                data[pos:pos] = rng.choice(self.tokens)
             elif op == 4 and n:
                 end = min(n, pos + rng.choice((1, 1, 2, 4, 16, 64)))
                 del data[pos:end]
@@ -400,12 +404,12 @@ class Mutator:
                 if i < 0:
                     i = data.find(b"\n", pos)
                 if i >= 0:
-                    data[i:i] = rng.choice(INTERESTING)
+                    data[i:i] = rng.choice(self.tokens)
             elif op == 9 and n:
                 j = pos
                 while j < n and 0x30 <= data[j] <= 0x39:
                     j += 1
-                data[pos:j] = rng.choice(INTERESTING[-16:])
+                data[pos:j] = rng.choice(self.tokens[-16:])
             elif op == 10:
                 crlf = data.find(b"\r\n", pos)
                 if crlf >= 0:

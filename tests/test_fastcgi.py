@@ -885,3 +885,53 @@ def test_cgi_fcgi_stderr(fcgi, cgi_fcgi):
     proc = run_cgi_fcgi(cgi_fcgi, "%s:%d" % fcgi.address, cgi_env("GET", "/gw/errors?text=via-cgi-fcgi"))
     assert fc.parse_cgi_response(proc.stdout).body == b"ok"
     assert b"via-cgi-fcgi\n" in proc.stderr
+
+
+# --------------------------------------------------------------------------
+# numbers in CGI variables, wsgi.input bounded by CONTENT_LENGTH (issue 17)
+
+
+BAD_NUMBERS = {
+    # '\xb2' passes str.isdigit() and then int() refuses it
+    "content-length-superscript": {"CONTENT_LENGTH": "1\xb2"},
+    "content-length-2**63": {"CONTENT_LENGTH": str(2 ** 63)},
+    "content-length-not-a-number": {"CONTENT_LENGTH": "12x"},
+    "remote-port-superscript": {"REMOTE_PORT": "\xb2"},
+    "server-port-superscript": {"SERVER_PORT": "8\xb2"},
+    "server-port-2**63": {"SERVER_PORT": str(2 ** 63)},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NUMBERS))
+def test_bad_number_in_params_gets_400(fcgi, case):
+    """A CGI variable that must be a number and is not: Status 400, one warning line,
+    no traceback, and the connection (FCGI_KEEP_CONN) goes on serving."""
+    params = fc.cgi_params("POST", "/gw/sha256", body_length=4, extra=BAD_NUMBERS[case])
+    pid = fcgi.pid()
+    mark = fcgi.server.log_mark()
+    with fcgi.connect() as conn:
+        ex = conn.exchange(1, fc.request_bytes(1, params, b"abcd", keep_conn=True))
+        assert_complete(ex)
+        assert ex.response().status == 400, ex.response()
+        assert get(conn, 2, "/hello", keep_conn=True).response().body == b"Hello, world!\n"
+    fcgi.server.wait_for_log(r"WARNING.*FastCGI request .* refused: invalid", timeout=5,
+                             start=mark)
+    lines = fcgi.server.log_lines()[mark:]
+    assert not [l for l in lines if "Traceback" in l or "ERROR" in l], lines
+    assert len([l for l in lines if "refused" in l]) == 1, lines
+    assert_still_serving(fcgi, pid)
+
+
+@pytest.mark.parametrize("stdin_piece", [65535, 3])
+def test_wsgi_input_stops_at_content_length(fcgi, stdin_piece):
+    """PEP 3333: the application reads no more than CONTENT_LENGTH, whatever STDIN
+    carries; the rest of the stream is skipped and the connection stays in step."""
+    params = fc.cgi_params("POST", "/gw/sha256", body_length=2)
+    with fcgi.connect() as conn:
+        ex = conn.exchange(1, fc.request_bytes(1, params, b"0123456789", keep_conn=True,
+                                               stdin_piece=stdin_piece))
+        assert_complete(ex)
+        assert ex.response().json() == {"length": 2,
+                                        "sha256": hashlib.sha256(b"01").hexdigest()}
+        ex = get(conn, 2, "/gw/sha256", "POST", b"abc", keep_conn=True)
+        assert ex.response().json()["length"] == 3

@@ -9,94 +9,37 @@
 # STDIN are buffered and they run after the current one. Responses go out as
 # STDOUT records (split at 65535 bytes, padded to 8), files with sendfile(2) per
 # record, then an empty STDOUT and END_REQUEST. Bad framing closes the connection.
+#
+# What one connection may hold is bounded: at most MAX_REQS request ids at once (the
+# value GET_VALUES advertises as FCGI_MAX_REQS; a further BEGIN_REQUEST is answered
+# FCGI_OVERLOADED) and at most MAX_PENDING_INPUT bytes of PARAMS and STDIN buffered for
+# requests that wait (past it the connection is closed): the per-id caps alone let one
+# connection with many ids hold gigabytes. wsgi.input ends at CONTENT_LENGTH (PEP 3333);
+# a CGI variable that must be a number and is not gets a 400 answer (cgiparams).
+# The record layout and the name-value codec are in _fcgirecord.
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.string cimport memcpy
 
+from fastgw._fcgirecord cimport *
 from fastgw._http cimport HttpSettings, build_head
 from fastgw._loop cimport BodyReader, Connection, Protocol, Request
 
 import logging
 
+from fastgw._fcgirecord import FcgiProtocolError
 from fastgw.cgiparams import request_from_params
-from fastgw.errors import ClientDisconnected
+from fastgw.errors import ClientDisconnected, HttpError
 
 log = logging.getLogger("fastgw.error")
 
 cdef enum:
-    FCGI_VERSION = 1
-    BEGIN_REQUEST = 1
-    ABORT_REQUEST = 2
-    END_REQUEST = 3
-    PARAMS = 4
-    STDIN = 5
-    STDOUT = 6
-    STDERR = 7
-    DATA = 8
-    GET_VALUES = 9
-    GET_VALUES_RESULT = 10
-    UNKNOWN_TYPE = 11
-    RESPONDER = 1
-    KEEP_CONN = 1
-    REQUEST_COMPLETE = 0
-    UNKNOWN_ROLE = 3
-    MAX_CONTENT = 65535
     MAX_PENDING_STDIN = 1048576
+    # per connection; web servers multiplex little if at all (nginx and Apache never)
+    MAX_REQS = 32
+    MAX_PENDING_INPUT = 4194304
 
 cdef bytes PADDING = b"\0" * 8
 cdef double KEPT_IDLE = 300.0
 cdef bytes CGI_PREFIX = b"Status: "
-
-
-class FcgiProtocolError(Exception):
-    """The client broke the FastCGI framing; the connection is closed."""
-
-
-cdef bytes record_header(int rtype, int rid, Py_ssize_t clen, int plen):
-    cdef unsigned char h[8]
-    h[0] = FCGI_VERSION
-    h[1] = rtype
-    h[2] = (rid >> 8) & 0xff
-    h[3] = rid & 0xff
-    h[4] = (clen >> 8) & 0xff
-    h[5] = clen & 0xff
-    h[6] = plen
-    h[7] = 0
-    return PyBytes_FromStringAndSize(<char *>h, 8)
-
-
-cdef dict parse_name_values(bytes data, str what):
-    """FastCGI name-value pairs (1- or 4-byte lengths) -> {name: value} as latin-1 str."""
-    cdef const unsigned char *p = data
-    cdef Py_ssize_t n = len(data), i = 0, nlen, vlen
-    cdef dict out = {}
-    while i < n:
-        nlen = p[i]
-        if nlen & 0x80:
-            if i + 4 > n:
-                raise FcgiProtocolError(f"truncated name length in {what}")
-            nlen = ((p[i] & 0x7f) << 24) | (p[i + 1] << 16) | (p[i + 2] << 8) | p[i + 3]
-            i += 4
-        else:
-            i += 1
-        if i >= n:
-            raise FcgiProtocolError(f"truncated value length in {what}")
-        vlen = p[i]
-        if vlen & 0x80:
-            if i + 4 > n:
-                raise FcgiProtocolError(f"truncated value length in {what}")
-            vlen = ((p[i] & 0x7f) << 24) | (p[i + 1] << 16) | (p[i + 2] << 8) | p[i + 3]
-            i += 4
-        else:
-            i += 1
-        if i + nlen + vlen > n:
-            raise FcgiProtocolError(f"name-value pair longer than the {what} stream")
-        out[data[i:i + nlen].decode("latin-1")] = data[i + nlen:i + nlen + vlen].decode("latin-1")
-        i += nlen + vlen
-    return out
-
-
-cdef bytes encode_name_value(bytes name, bytes value):
-    return bytes([len(name), len(value)]) + name + value
 
 
 cdef class FcgiRequest:
@@ -119,8 +62,22 @@ cdef class FcgiInput(BodyReader):
     cdef bytes pending
     cdef Py_ssize_t pending_pos
     cdef bint ended
+    # bytes CONTENT_LENGTH still allows (PEP 3333: read no further); -1 without one
+    cdef Py_ssize_t left
 
     cdef Py_ssize_t available(self) except -1:
+        cdef Py_ssize_t n
+        if self.left == 0:
+            # The rest of the STDIN record at hand is in the buffer (records are read
+            # whole): skip it; later STDIN records of this id are ignored once it ends.
+            self.pending = None
+            self.conn.rstart += self.remaining + self.padding
+            self.remaining = self.padding = 0
+            return 0
+        n = self.stdin_available()
+        return n if self.left < 0 or n <= self.left else self.left
+
+    cdef Py_ssize_t stdin_available(self) except -1:
         cdef FcgiProtocol proto = self.proto
         cdef Connection conn = self.conn
         self.started = True
@@ -166,6 +123,8 @@ cdef class FcgiInput(BodyReader):
 
     cdef bytes take(self, Py_ssize_t n):
         cdef bytes data
+        if self.left > 0:
+            self.left -= n
         if self.pending is not None:
             data = self.pending[self.pending_pos:self.pending_pos + n]
             self.pending_pos += n
@@ -210,6 +169,9 @@ cdef class FcgiProtocol(Protocol):
     cdef FcgiInput body
     cdef bint busy
     cdef bint close_when_done
+    # PARAMS and STDIN bytes buffered for requests not yet running
+    cdef Py_ssize_t pending
+    cdef bint overload_logged
     # the record at the buffer start (set by read_record)
     cdef int rtype
     cdef int rid
@@ -312,6 +274,14 @@ cdef class FcgiProtocol(Protocol):
                 raise FcgiProtocolError("BEGIN_REQUEST body shorter than 8 bytes")
             if freq is not None:
                 raise FcgiProtocolError(f"BEGIN_REQUEST for request id {rid}, which is active")
+            if len(self.requests) >= MAX_REQS:
+                if not self.overload_logged:
+                    self.overload_logged = True
+                    log.warning("FastCGI connection from %s opens more than %d requests at "
+                                "once (FCGI_MAX_REQS); refusing the others with FCGI_OVERLOADED",
+                                self.conn.peer or "the web server", MAX_REQS)
+                self.end_request(rid, OVERLOADED)
+                return
             role = (content[0] << 8) | content[1]
             if role != RESPONDER:
                 log.warning("FastCGI role %d is not supported (only RESPONDER)", role)
@@ -340,6 +310,7 @@ cdef class FcgiProtocol(Protocol):
                 raise FcgiProtocolError(f"PARAMS larger than {self.settings.head} bytes "
                                         f"(--limit-request-head)")
             else:
+                self.buffer_input(len(content))
                 freq.params += content
         elif rtype == STDIN:
             if not content:
@@ -347,9 +318,11 @@ cdef class FcgiProtocol(Protocol):
             elif len(freq.stdin) + len(content) > MAX_PENDING_STDIN:
                 raise FcgiProtocolError("too much STDIN buffered for a request that waits its turn")
             else:
+                self.buffer_input(len(content))
                 freq.stdin += content
         elif rtype == ABORT_REQUEST:
             self.requests.pop(rid, None)
+            self.pending -= len(freq.params) + len(freq.stdin)
             if freq in self.ready:
                 self.ready.remove(freq)
             self.end_request(rid, REQUEST_COMPLETE)
@@ -358,9 +331,17 @@ cdef class FcgiProtocol(Protocol):
         else:
             self.send_unknown_type(rtype)
 
+    cdef void buffer_input(self, Py_ssize_t n) except *:
+        self.pending += n
+        if self.pending > MAX_PENDING_INPUT:
+            raise FcgiProtocolError(f"more than {MAX_PENDING_INPUT} bytes of PARAMS and STDIN "
+                                    f"buffered for the requests waiting on this connection")
+
     cdef void answer_get_values(self, bytes content) except *:
+        # FCGI_MAX_REQS is the bound of one connection: a web server may put all its
+        # requests on one, and one that keeps to the advertised values is never refused.
         cdef dict known = {"FCGI_MAX_CONNS": str(self.conn.loop.max_connections),
-                           "FCGI_MAX_REQS": str(self.conn.loop.max_connections),
+                           "FCGI_MAX_REQS": str(MAX_REQS),
                            "FCGI_MPXS_CONNS": "1"}
         cdef bytes body = b""
         for name in parse_name_values(content, "GET_VALUES"):
@@ -412,6 +393,8 @@ cdef class FcgiProtocol(Protocol):
         cdef FcgiInput body = FcgiInput.__new__(FcgiInput)
         cdef FcgiErrors errors = FcgiErrors.__new__(FcgiErrors)
         params = parse_name_values(bytes(freq.params), "PARAMS")
+        self.pending -= len(freq.params) + len(freq.stdin)
+        freq.params = bytearray()
         body.conn = conn
         body.proto = self
         body.freq = freq
@@ -421,7 +404,14 @@ cdef class FcgiProtocol(Protocol):
         body.ended = freq.stdin_done
         errors.proto = self
         errors.rid = freq.rid
-        self.req = request_from_params(params, body, errors)
+        try:
+            self.req = request_from_params(params, body, errors)
+        except HttpError as e:
+            # the web server sent a variable no request can have: answer, never a traceback
+            log.warning("FastCGI request from %s refused: %s", conn.peer or "the web server", e)
+            self.refuse(freq, e.status_line, f"{e}\n")
+            return
+        body.left = self.req.content_length
         self.body = body
         conn.loop.requests += 1
         conn.loop.beat()
@@ -438,6 +428,18 @@ cdef class FcgiProtocol(Protocol):
             return
         self.call_handler()
         self.after_request()
+
+    cdef void refuse(self, FcgiRequest freq, str status, str text) except *:
+        """Answer a request the application never sees; later records of its id are ignored."""
+        cdef bytes body = text.encode("utf-8", "backslashreplace")
+        self.requests.pop(freq.rid, None)
+        self.queue_stream(STDOUT, freq.rid, build_head(
+            CGI_PREFIX, status, [("Content-Type", "text/plain; charset=utf-8")],
+            len(body), False, False, None) + body)
+        self.queue_record(STDOUT, freq.rid, b"")
+        self.end_request(freq.rid, REQUEST_COMPLETE)
+        if not freq.keep_conn:
+            self.conn.close_after_flush()
 
     def call_handler(self):
         """Run the handler, or the next steps of the producer it parked."""

@@ -6,6 +6,8 @@
 # 4-byte header (modifier1, little-endian u16 size, modifier2), then (u16 name
 # length, name, u16 value length, value) pairs. Both are parsed only once the whole
 # block is in the buffer; the block size is bounded by --limit-request-head.
+# parse_head() is that parser on bytes, without a socket (tests and fuzz/fuzz_cgivars.py).
+# A variable that must be a number and is not (cgiparams) gets a 400 answer and a close.
 from libc.string cimport memchr
 
 from fastgw._http cimport HttpSettings, build_head
@@ -14,7 +16,7 @@ from fastgw._loop cimport BodyReader, Connection, Protocol
 import logging
 
 from fastgw.cgiparams import request_from_params
-from fastgw.errors import ClientDisconnected
+from fastgw.errors import ClientDisconnected, HttpError
 
 log = logging.getLogger("fastgw.error")
 
@@ -38,9 +40,32 @@ cdef dict parse_scgi_block(bytes block):
         params[parts[i].decode("latin-1")] = parts[i + 1].decode("latin-1")
     if params.get("SCGI") != "1":
         raise CgiVarsError("SCGI header block lacks SCGI=1")
-    if not params["CONTENT_LENGTH"].isdigit():
-        raise CgiVarsError(f"invalid SCGI CONTENT_LENGTH {params['CONTENT_LENGTH']!r}")
     return params
+
+
+cdef tuple scgi_head(const char *p, Py_ssize_t avail, Py_ssize_t limit):
+    """(params, bytes the netstring takes) once it is all in p[:avail]; None before."""
+    cdef const char *colon = <const char *>memchr(p, b':', avail if avail < 12 else 12)
+    cdef Py_ssize_t size = 0, i
+    if colon == NULL:
+        if avail >= 12:
+            raise CgiVarsError("SCGI netstring length missing or too long")
+        return None
+    if colon == p:
+        raise CgiVarsError("SCGI netstring without a length")
+    for i in range(colon - p):
+        if not c'0' <= p[i] <= c'9':
+            raise CgiVarsError(f"SCGI netstring length is not a number: {p[:colon - p]!r}")
+        size = size * 10 + (p[i] - c'0')
+    if size > limit:
+        raise CgiVarsError(f"SCGI header block of {size} bytes is larger than "
+                           f"{limit} (--limit-request-head)")
+    i = (colon - p) + 1
+    if avail < i + size + 1:
+        return None
+    if p[i + size] != b',':
+        raise CgiVarsError("SCGI netstring does not end with ',' where its length says")
+    return parse_scgi_block(p[i:i + size]), i + size + 1
 
 
 cdef dict parse_uwsgi_vars(const unsigned char *p, Py_ssize_t n):
@@ -61,10 +86,33 @@ cdef dict parse_uwsgi_vars(const unsigned char *p, Py_ssize_t n):
             raise CgiVarsError("uwsgi variable value longer than the packet")
         params[key] = (<const char *>p)[i:i + vlen].decode("latin-1")
         i += vlen
-    length = params.get("CONTENT_LENGTH", "")
-    if length and not length.isdigit():
-        raise CgiVarsError(f"invalid uwsgi CONTENT_LENGTH {length!r}")
     return params
+
+
+cdef tuple uwsgi_head(const unsigned char *p, Py_ssize_t avail, Py_ssize_t limit):
+    """(params, bytes the packet takes) once it is all in p[:avail]; None before."""
+    cdef Py_ssize_t size
+    if avail < 4:
+        return None
+    if p[0] != 0:
+        raise CgiVarsError(f"uwsgi modifier1 {p[0]} is not supported (only 0, WSGI)")
+    size = p[1] | (p[2] << 8)
+    if size > limit:
+        raise CgiVarsError(f"uwsgi packet of {size} bytes is larger than "
+                           f"{limit} (--limit-request-head)")
+    if avail < 4 + size:
+        return None
+    return parse_uwsgi_vars(p + 4, size), 4 + size
+
+
+def parse_head(bytes data not None, bint uwsgi=False, Py_ssize_t limit=65536):
+    """The server's own parser without a socket (tests, fuzz/fuzz_cgivars.py): the SCGI
+    netstring or uwsgi packet at the start of `data` -> (params, bytes it takes), None
+    while incomplete, CgiVarsError when malformed. The numbers among the params are
+    checked later, by cgiparams.request_from_params (HttpError 400)."""
+    if uwsgi:
+        return uwsgi_head(<const unsigned char *>data, len(data), limit)
+    return scgi_head(data, len(data), limit)
 
 
 cdef class CgiVarsProtocol(Protocol):
@@ -93,78 +141,46 @@ cdef class CgiVarsProtocol(Protocol):
         return self.conn.last_active + self.settings.header_timeout
 
     cdef void data_received(self) except *:
-        cdef dict params
+        cdef Connection conn = self.conn
+        cdef tuple head
         if self.started or self.busy:
             return
         try:
-            params = self.parse_uwsgi() if self.uwsgi else self.parse_scgi()
+            if self.uwsgi:
+                head = uwsgi_head(<const unsigned char *>conn.rbuf + conn.rstart,
+                                  conn.rend - conn.rstart, self.settings.head)
+            else:
+                head = scgi_head(conn.rbuf + conn.rstart, conn.rend - conn.rstart,
+                                 self.settings.head)
         except CgiVarsError as e:
             log.warning("%s protocol error from %s: %s; closing the connection",
                         "uwsgi" if self.uwsgi else "SCGI", self.conn.peer or "the web server", e)
             self.conn.close()
             return
-        if params is None:
+        if head is None:
             return
+        conn.rstart += head[1]
         self.started = True
-        self.run_request(params)
-
-    cdef dict parse_scgi(self):
-        cdef Connection conn = self.conn
-        cdef const char *p = conn.rbuf + conn.rstart
-        cdef Py_ssize_t avail = conn.rend - conn.rstart
-        cdef const char *colon = <const char *>memchr(p, b':', avail if avail < 12 else 12)
-        cdef Py_ssize_t size = 0, i
-        if colon == NULL:
-            if avail >= 12:
-                raise CgiVarsError("SCGI netstring length missing or too long")
-            return None
-        if colon == p:
-            raise CgiVarsError("SCGI netstring without a length")
-        for i in range(colon - p):
-            if not c'0' <= p[i] <= c'9':
-                raise CgiVarsError(f"SCGI netstring length is not a number: {p[:colon - p]!r}")
-            size = size * 10 + (p[i] - c'0')
-        if size > self.settings.head:
-            raise CgiVarsError(f"SCGI header block of {size} bytes is larger than "
-                               f"{self.settings.head} (--limit-request-head)")
-        i = (colon - p) + 1
-        if avail < i + size + 1:
-            return None
-        if p[i + size] != b',':
-            raise CgiVarsError("SCGI netstring does not end with ',' where its length says")
-        params = parse_scgi_block(p[i:i + size])
-        conn.rstart += i + size + 1
-        return params
-
-    cdef dict parse_uwsgi(self):
-        cdef Connection conn = self.conn
-        cdef const unsigned char *p = <const unsigned char *>conn.rbuf + conn.rstart
-        cdef Py_ssize_t avail = conn.rend - conn.rstart
-        cdef Py_ssize_t size
-        if avail < 4:
-            return None
-        if p[0] != 0:
-            raise CgiVarsError(f"uwsgi modifier1 {p[0]} is not supported (only 0, WSGI)")
-        size = p[1] | (p[2] << 8)
-        if size > self.settings.head:
-            raise CgiVarsError(f"uwsgi packet of {size} bytes is larger than "
-                               f"{self.settings.head} (--limit-request-head)")
-        if avail < 4 + size:
-            return None
-        params = parse_uwsgi_vars(p + 4, size)
-        conn.rstart += 4 + size
-        return params
+        self.run_request(head[0])
 
     cdef void run_request(self, dict params) except *:
         cdef Connection conn = self.conn
         cdef BodyReader body = BodyReader.__new__(BodyReader)
-        length = params.get("CONTENT_LENGTH", "")
         body.conn = conn
-        body.remaining = int(length) if length else 0
-        if self.settings.body and body.remaining > self.settings.body:
-            self.reject_too_large(body.remaining)
+        try:
+            self.req = request_from_params(params, body)
+        except HttpError as e:
+            # the web server sent a variable no request can have: answer, never a traceback
+            log.warning("%s request from %s refused: %s", "uwsgi" if self.uwsgi else "SCGI",
+                        conn.peer or "the web server", e)
+            self.refuse(e.status_line, f"{e}\n")
             return
-        self.req = request_from_params(params, body)
+        body.remaining = max(self.req.content_length, 0)
+        if self.settings.body and body.remaining > self.settings.body:
+            self.req = None
+            self.refuse("413 Content Too Large", f"request body of {body.remaining} bytes is "
+                                                 f"larger than {self.settings.body}\n")
+            return
         self.busy = True
         conn.loop.requests += 1
         conn.loop.beat()
@@ -200,9 +216,10 @@ cdef class CgiVarsProtocol(Protocol):
             # server sends nothing more, so close at once, without lingering.
             self.conn.close_after_flush(body.remaining != 0 or self.conn.rend != self.conn.rstart)
 
-    cdef void reject_too_large(self, Py_ssize_t size) except *:
-        body = f"request body of {size} bytes is larger than {self.settings.body}\n".encode()
-        self.conn.queue(build_head(UWSGI_PREFIX if self.uwsgi else CGI_PREFIX, "413 Content Too Large",
+    cdef void refuse(self, str status, str text) except *:
+        """Answer a request the application never sees, then close."""
+        body = text.encode("utf-8", "backslashreplace")
+        self.conn.queue(build_head(UWSGI_PREFIX if self.uwsgi else CGI_PREFIX, status,
                                    [("Content-Type", "text/plain; charset=utf-8")],
                                    len(body), False, False, None))
         self.conn.queue(body)

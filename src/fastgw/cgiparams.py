@@ -5,10 +5,18 @@ variables (RFC 3875) whose values are bytes, carried here as latin-1 str like
 every PEP 3333 string. PATH_INFO and SCRIPT_NAME are used as the web server split
 them when it sends PATH_INFO (nginx `fastcgi_split_path_info`); otherwise the
 path comes from REQUEST_URI and the router's mount table does the split.
+Numbers (CONTENT_LENGTH, the ports) are ASCII digits only: `str.isdigit()` also
+accepts digits such as '\xb2' that `int()` refuses, so a bad number is an HttpError
+(400) the protocol answers, never an exception out of the parser.
 """
 from urllib.parse import unquote_to_bytes
 
 from fastgw._loop import Request
+from fastgw.errors import HttpError
+
+# CONTENT_LENGTH is a Py_ssize_t in the body readers; a port is a u16.
+MAX_LENGTH = (1 << 63) - 1
+MAX_PORT = 65535
 
 _header_names = {}
 
@@ -23,8 +31,20 @@ def header_name(key):
     return name
 
 
+def cgi_number(params, name, default, limit):
+    """The value of `name` as an int of ASCII digits at most `limit`; `default` when it is
+    absent or empty; HttpError(400) otherwise."""
+    text = params.get(name, "")
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19 or int(text) > limit:
+        raise HttpError(400, f"invalid {name} {text[:40]!r} (not a number of at most {limit})")
+    return int(text)
+
+
 def request_from_params(params, body, errors=None):
-    """Build a Request from CGI variables; `body` is its wsgi.input."""
+    """Build a Request from CGI variables; `body` is its wsgi.input. HttpError(400) for a
+    variable that must be a number and is not."""
     req = Request()
     for key in ("CONTENT_LENGTH", "CONTENT_TYPE"):
         # nginx also passes the header itself as HTTP_CONTENT_*; PEP 3333 has only CONTENT_*.
@@ -59,13 +79,12 @@ def request_from_params(params, body, errors=None):
     req.params = params
     req.body = body
     req.errors = errors
-    req.content_length = int(length) if length.isdigit() else -1
+    req.content_length = cgi_number(params, "CONTENT_LENGTH", -1, MAX_LENGTH)
     https = params.get("HTTPS", "").lower() in ("on", "1", "yes")
     req.scheme = "https" if https or params.get("REQUEST_SCHEME") == "https" else "http"
     addr = params.get("REMOTE_ADDR")
-    port = params.get("REMOTE_PORT", "0")
-    req.peer = (addr, int(port) if port.isdigit() else 0) if addr else None
-    server_port = params.get("SERVER_PORT", "")
+    port = cgi_number(params, "REMOTE_PORT", 0, MAX_PORT)
+    req.peer = (addr, port) if addr else None
     req.sockname = (params.get("SERVER_NAME", "localhost"),
-                    int(server_port) if server_port.isdigit() else 80)
+                    cgi_number(params, "SERVER_PORT", 80, MAX_PORT))
     return req
