@@ -338,6 +338,7 @@ def measure(args):
     with open(os.path.join(VENV, "bench-status.json")) as f:
         status = json.load(f)
     peers = peer_availability(status, args.servers)
+    earlier = earlier_results(args.output) if args.keep_others else None
     scratch = tempfile.mkdtemp(prefix="fastgw-bench-")
     os.chmod(scratch, 0o755)          # mod_wsgi's processes run as www-data
     try:
@@ -371,7 +372,7 @@ def measure(args):
     data["elapsed_s"] = round(time.monotonic() - started, 1)
     data["machine"]["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
     if args.keep_others:
-        keep_other_scenarios(data, args.output)
+        keep_other_scenarios(data, earlier)
     report.write_all(data, args.output)
     print(f"wrote {os.path.join(args.output, 'RESULTS.md')}, results.json, results.png "
           f"in {data['elapsed_s']:.0f} s")
@@ -422,14 +423,21 @@ def _progress_line(r, elapsed):
     return text
 
 
-def keep_other_scenarios(data, out_dir):
-    """Put the scenarios of the previous results.json that this run did not measure
-    first, each marked with the date and fastgw commit of the run that measured it."""
+def earlier_results(out_dir):
+    """The previous results.json, read before this run overwrites it (it is rewritten
+    after each scenario), or None."""
     path = os.path.join(out_dir, "results.json")
     if not os.path.exists(path):
-        return
+        return None
     with open(path) as f:
-        old = json.load(f)
+        return json.load(f)
+
+
+def keep_other_scenarios(data, old):
+    """Put the scenarios of the previous results (`old`) that this run did not measure
+    first, each marked with the date and fastgw commit of the run that measured it."""
+    if old is None:
+        return
     measured = {sc["name"] for sc in data["scenarios"]}
     kept = []
     for sc in old.get("scenarios", []):
