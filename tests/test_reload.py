@@ -421,6 +421,7 @@ class NewConnectionLoad:
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.answers = []
+        self.pids = []
         self.failures = []
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(clients)]
         for thread in self.threads:
@@ -436,9 +437,10 @@ class NewConnectionLoad:
                 body = resp.read()
                 if resp.status != 200:
                     raise AssertionError("status %d: %r" % (resp.status, body))
-                version = body.decode().split()[0]
+                version, pid = body.decode().split()
                 with self.lock:
                     self.answers.append((opened, version))
+                    self.pids.append((opened, int(pid)))
             except Exception as exc:
                 with self.lock:
                     self.failures.append(repr(exc))
@@ -513,3 +515,30 @@ def reload_twenty_times(srv, port, version_file):
         load.stop()
     assert load.failures == [], load.failures[:10]
     assert late == [], "old code answered connections opened after the cut-over: %r" % late[:20]
+
+
+def test_sigttou_retires_a_worker_at_once(start_server, tmp_path):
+    """SIGTTOU under steady load of new connections: the worker that retires takes no
+    connection opened more than 0.2 s after the master logged it; nothing fails."""
+    srv, _ = versioned_server(start_server, tmp_path, "v0", "--workers", "2")
+    pids = srv.wait_for_workers(2)
+    wait_imported(srv, pids)
+    # enough clients that connections usually wait in the listen backlog
+    load = NewConnectionLoad(srv.port, clients=16)
+    try:
+        wait_until(lambda: {p for _, p in list(load.pids)} == set(pids), 20,
+                   message="both workers answering")
+        mark = srv.log_mark()
+        srv.send_signal(signal.SIGTTOU)
+        srv.wait_for_log(r"workers: 2 -> 1", start=mark)
+        signalled = time.monotonic()
+        wait_until(lambda: any(t > signalled + 0.5 for t, _ in list(load.pids)), 20,
+                   message="answers after the retirement")
+    finally:
+        load.stop()
+    assert load.failures == [], load.failures[:10]
+    survivors = {p for t, p in load.pids if t > signalled + 0.5}
+    assert len(survivors) == 1, survivors
+    retired = (set(pids) - survivors).pop()
+    late = [round(t - signalled, 3) for t, p in load.pids if p == retired and t > signalled + 0.2]
+    assert late == [], "the retiring worker took new connections: %r" % late[:20]
