@@ -342,13 +342,14 @@ class IdleConnections:
         self.sockets = []
 
 
-class StalledReaders:
+class StalledReaders(IdleConnections):
     """Clients that ask for a large response and never read it: a 4 KiB receive
     buffer (set before connect, so the window is small from the start), the request
     sent, and nothing read after the first bytes of the answer.
 
     `started` counts those whose first response bytes came within the deadline: a
-    server that serves one client at a time answers few of them.
+    server that serves one client at a time answers few of them. still_open() and
+    close() are IdleConnections'.
     """
 
     def __init__(self, host, port, count, path, deadline_s=10.0):
@@ -389,24 +390,6 @@ class StalledReaders:
                 sel.unregister(s)
                 waiting -= 1
         sel.close()
-
-    def still_open(self):
-        """How many the server still holds (not closed or reset)."""
-        open_count = 0
-        for s in self.sockets:
-            try:
-                if s.recv(1, socket.MSG_PEEK):
-                    open_count += 1
-            except (BlockingIOError, InterruptedError):
-                open_count += 1
-            except OSError:
-                pass
-        return open_count
-
-    def close(self):
-        for s in self.sockets:
-            s.close()
-        self.sockets = []
 
 
 def _response_complete(data):

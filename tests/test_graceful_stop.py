@@ -13,7 +13,7 @@ import pytest
 
 import fcgiclient as fc
 from fgwtest import RawConnection, raw_request, request, wait_for_line
-from test_slow_readers import gateway_request
+from test_slow_readers import gateway_request, read_until_closed
 
 PROTOS = ("http", "fastcgi", "scgi", "uwsgi")
 
@@ -36,15 +36,6 @@ def fastcgi_stdout(raw):
             out += raw[pos + 8:pos + 8 + clen]
         pos += 8 + clen + plen
     return out
-
-
-def read_until_closed(sock):
-    data = b""
-    while True:
-        piece = sock.recv(65536)
-        if not piece:
-            return data
-        data += piece
 
 
 @pytest.mark.parametrize("threads", ["1", "4"])

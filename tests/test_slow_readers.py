@@ -255,16 +255,20 @@ def gateway_request(proto, target):
     return fc.uwsgi_packet(params)
 
 
+def read_until_closed(sock):
+    data = b""
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+
+
 def gateway_roundtrip(address, proto, target):
     """One request on a new connection, read until the server closes it."""
     with socket.create_connection(address, timeout=10) as sock:
         sock.sendall(gateway_request(proto, target))
-        data = b""
-        while True:
-            piece = sock.recv(65536)
-            if not piece:
-                return data
-            data += piece
+        return read_until_closed(sock)
 
 
 @pytest.mark.parametrize("threads", ["1", "4"])
