@@ -136,6 +136,7 @@ offload-threads = 2
 cheaper = 1
 buffer-size = 32768
 max-requests = 1000
+reload-on-rss = 512
 """)
     peer, port, server, toml = serve_both(site, """
 [production]
@@ -161,7 +162,8 @@ harakiri = 20
         assert b'"env": "blue"' in answers[0][2]
         for line in ("# %s:%d: cheaper = 1: no equivalent" % (site / "common.ini", 9),
                      "# %s:10: $(FLAVOUR) was 'blue'" % (site / "site.ini"),
-                     'limit_request_head = 32768', 'timeout = 20'):
+                     'limit_request_head = 32768', 'timeout = 20',
+                     'reload_on_rss = 512'):
             assert line in toml, toml
     finally:
         peer.stop()
@@ -326,7 +328,7 @@ def test_notes_name_file_and_line(tmp_path):
     path, done = run_import(tmp_path, """[uwsgi]
 module = mysite.wsgi
 socket = 127.0.0.1:3031
-reload-on-rss = 200
+reload-on-as = 200
 cheaper-algo = spare
 frobnicate = yes
 master = true
@@ -336,7 +338,7 @@ virtualenv = /srv/venv
     lines = done.stdout.splitlines()
     notes = [line for line in lines if re.match(rf"# {re.escape(str(path))}:\d+: ", line)]
     assert [n.split(":")[1] for n in notes] == ["4", "5", "6", "7", "8"], notes
-    assert "reload-on-rss = 200: no equivalent: fastgw does not watch worker memory" in notes[0]
+    assert "reload-on-as = 200: no equivalent: fastgw watches resident memory" in notes[0]
     assert "frobnicate = yes: not translated" in notes[2]
     assert "/srv/venv/bin/fastgw" in notes[4]
     assert any("uwsgi_pass" in line for line in lines)

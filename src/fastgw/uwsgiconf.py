@@ -55,9 +55,12 @@ RULES = RuleBook([
     Rule(("max-requests",), MAPS, "`[server] max_requests`"),
     Rule(("max-requests-delta",), MAPS, "`[server] max_requests_jitter` (random, not per "
          "worker id)"),
-    Rule(("reload-on-rss", "evil-reload-on-rss", "reload-on-as", "evil-reload-on-as",
-          "limit-as"), NOTE, "no equivalent: fastgw does not watch worker memory; use "
-         "`max_requests` or systemd's `MemoryMax=`"),
+    Rule(("reload-on-rss", "evil-reload-on-rss"), MAPS, "`[server] reload_on_rss` (MiB, as "
+         "uWSGI's; the worker checks itself after requests, there is no \"evil\" variant "
+         "that kills a busy worker)"),
+    Rule(("reload-on-as", "evil-reload-on-as", "limit-as"), NOTE, "no equivalent: fastgw "
+         "watches resident memory, not address space; use `reload_on_rss` or systemd's "
+         "`MemoryMax=`"),
     Rule(("max-worker-lifetime",), NOTE, "no equivalent: use `max_requests`"),
     Rule(("reload-mercy", "worker-reload-mercy"), MAPS, "`[server] graceful_timeout`"),
     Rule(("buffer-size",), MAPS, "`[server] limit_request_head` (uWSGI's default is 4096, "
@@ -323,6 +326,9 @@ class UwsgiSite:
 
     def on_max_requests_delta(self, o):
         self.number(o, "max_requests_jitter")
+
+    def on_reload_on_rss(self, o):
+        self.number(o, "reload_on_rss")
 
     def on_reload_mercy(self, o):
         self.number(o, "graceful_timeout")
