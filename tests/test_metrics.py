@@ -195,6 +195,15 @@ def test_worker_restart_keeps_counts(start_server):
     wait_until(lambda: scrape(mport)[requests_total("/", "2xx")] == 4, 10, message="4 requests")
 
 
+def test_recycled_worker_counted_as_a_restart(start_server):
+    srv, mport = start_metrics_server(start_server, "--max-requests", "3")
+    for _ in range(4):
+        assert http_request(srv.port, "GET", "/hello").status == 200
+    srv.wait_for_log(r"worker \d+ replaced by worker \d+")
+    wait_until(lambda: scrape(mport)["fastgw_worker_restarts_total"] == 1, 15,
+               message="the replacement counted")
+
+
 def test_worker_timeout_counted(start_server):
     srv, mport = start_metrics_server(start_server, "--timeout", "1")
     with pytest.raises((IncompleteResponse, ConnectionError)):

@@ -21,6 +21,7 @@ from fgwtest import (RawConnection, http_request, pid_alive, read_lines, request
 from procapp_helpers import APP
 
 RELOAD_DONE = re.compile(r"reload done: (\d+) new worker\(s\), (\d+) retiring")
+BOOTED = re.compile(r"Booting (?:process group '[^']*' )?worker with pid: (\d+)")
 
 
 def write_version(path, text):
@@ -84,8 +85,7 @@ def reload_and_wait(srv, timeout=20):
     mark = srv.log_mark()
     srv.send_signal(signal.SIGHUP)
     m = srv.wait_for_log(RELOAD_DONE, timeout, start=mark)
-    booted = [int(x) for x in re.findall(r"Booting worker with pid: (\d+)",
-                                         "\n".join(srv.log_lines()[mark:]))]
+    booted = [int(x) for x in re.findall(BOOTED, "\n".join(srv.log_lines()[mark:]))]
     assert len(booted) >= int(m.group(1)), booted
     return booted[:int(m.group(1))]
 
@@ -416,8 +416,9 @@ class NewConnectionLoad:
     """Client threads opening a new connection per GET /version; each answer is kept
     as (monotonic time the connection was opened, version)."""
 
-    def __init__(self, port, clients=4):
+    def __init__(self, port, clients=4, path="/version"):
         self.port = port
+        self.path = path
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.answers = []
@@ -432,7 +433,7 @@ class NewConnectionLoad:
             opened = time.monotonic()
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             try:
-                conn.request("GET", "/version")
+                conn.request("GET", self.path)
                 resp = conn.getresponse()
                 body = resp.read()
                 if resp.status != 200:
@@ -495,8 +496,8 @@ def fastcgi_nginx(srv, tmp_path):
         yield port
 
 
-def reload_twenty_times(srv, port, version_file):
-    load = NewConnectionLoad(port)
+def reload_twenty_times(srv, port, version_file, path="/version"):
+    load = NewConnectionLoad(port, path=path)
     late = []
     try:
         for n in range(1, 21):
@@ -542,3 +543,83 @@ def test_sigttou_retires_a_worker_at_once(start_server, tmp_path):
     retired = (set(pids) - survivors).pop()
     late = [round(t - signalled, 3) for t, p in load.pids if p == retired and t > signalled + 0.2]
     assert late == [], "the retiring worker took new connections: %r" % late[:20]
+
+
+def test_process_group_cut_over(start_server, tmp_path):
+    """A process group's workers (2 processes, reached through the front worker) under
+    steady load of new connections: 20 reloads, none fails, and no connection opened
+    more than 0.2 s after a reload is done is answered by the group's old code."""
+    config = tmp_path / "fastgw.toml"
+    config.write_text('[[mount]]\npath = "/grp"\napp = "procapp:application"\n'
+                      'group = "versioned"\n\n[[group]]\nname = "versioned"\n'
+                      'processes = 2\n', encoding="utf-8")
+    srv, version_file = versioned_server(start_server, tmp_path, "v0", "--config", str(config))
+    srv.wait_for_log(r"Booting process group 'versioned' worker with pid: \d+", count=2)
+    wait_until(lambda: get_version_at(srv.port, "/grp/version") == "v0", 20,
+               message="the group serving")
+    reload_twenty_times(srv, srv.port, version_file, path="/grp/version")
+    assert srv.stop() == 0
+
+
+def get_version_at(port, path):
+    resp = http_request(port, "GET", path)
+    return resp.body.decode().split()[0] if resp.status == 200 else None
+
+
+RECYCLED_APP = """import os
+import time
+
+time.sleep(1.0)  # an import that takes a while, as a real application's does
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"v %d" % os.getpid()]
+"""
+
+
+@pytest.mark.parametrize("how", ["max-requests", "reload"])
+def test_recycled_worker_serves_until_its_successor_is_ready(start_server, tmp_path, how):
+    """--max-requests and --reload of the only worker, under steady load of new
+    connections: the master starts the successor first, the old worker goes on serving while the successor
+    imports the application (1 s here), and it is retired once the successor is ready:
+    nothing fails, and no connection opened more than 0.2 s after the master logged
+    the replacement is answered by the old worker."""
+    extra = ["--max-requests", "400"] if how == "max-requests" else ["--reload"]
+    asked = (r"\[(\d+)\] \[INFO\] worker \d+ served \d+ requests" if how == "max-requests"
+             else r"\[(\d+)\] \[INFO\] \S*recycled\.py changed; reloading")
+    app = tmp_path / "recycled.py"
+    app.write_text(RECYCLED_APP, encoding="utf-8")
+    srv = start_server("recycled:application", *extra, chdir=str(tmp_path))
+    srv.wait_for_workers(1)
+    load = NewConnectionLoad(srv.port, clients=8)
+    recycled = []
+    try:
+        # the worker serves, so it has noted the modules' times: a change is seen
+        wait_until(lambda: load.pids, 20, message="a first answer")
+        for n in range(4):
+            mark = srv.log_mark()
+            if how == "reload":
+                # the application's module changes: each worker asks for a successor
+                stamp = app.stat().st_mtime + 1
+                os.utime(app, (stamp, stamp))
+            pid = int(srv.wait_for_log(asked, 30, start=mark).group(1))
+            asked_at = time.monotonic()
+            srv.wait_for_log(r"worker %d replaced by worker \d+" % pid, 30, start=mark)
+            recycled.append((pid, asked_at, time.monotonic()))
+        last = recycled[-1][2]
+        wait_until(lambda: any(t > last + 0.5 for t, _ in list(load.pids)), 20,
+                   message="answers after the last replacement")
+    finally:
+        load.stop()
+    assert load.failures == [], load.failures[:10]
+    for pid, asked_at, replaced_at in recycled:
+        assert any(p == pid and asked_at + 0.3 < t < replaced_at for t, p in load.pids), \
+            "worker %d stopped serving before its successor was ready: %r" % (
+                pid, [(round(t - asked_at, 3), p) for t, p in load.pids
+                      if asked_at - 0.5 < t < replaced_at + 0.5])
+    late = [(pid, round(t - replaced_at, 3)) for pid, _, replaced_at in recycled
+            for t, p in load.pids if p == pid and t > replaced_at + 0.2]
+    assert late == [], "a replaced worker took new connections: %r" % late[:20]
+    assert "starting another" not in srv.log_text()
+    assert srv.stop() == 0

@@ -158,7 +158,7 @@ def test_max_requests_recycles_workers(start_server, keepalive):
     for pid in order[:-1]:
         assert served.count(pid) >= 20, (pid, served.count(pid))
         srv.wait_for_log(r"worker %d served \d+ requests \(--max-requests\); restarting" % pid)
-        srv.wait_for_log(r"worker %d exited to be replaced" % pid)
+        srv.wait_for_log(r"worker %d replaced by worker \d+" % pid)
     assert order == srv.worker_pids()[:len(order)]
     assert "starting another" not in srv.log_text()  # graceful exits, not crashes
     assert srv.stop() == 0
@@ -434,7 +434,7 @@ def test_reload_on_rss_replaces_a_growing_worker(start_server, tmp_path, mode):
                              r"%d MiB after \d+ requests; replacing it gracefully"
                              % (first, RSS_LIMIT_MIB))
         assert int(m.group(1)) > RSS_LIMIT_MIB
-        srv.wait_for_log(r"worker %d exited to be replaced" % first)
+        srv.wait_for_log(r"worker %d replaced by worker \d+" % first)
         second = int(srv.wait_for_log(boot, count=2).group(1))
         wait_until(lambda: second in served, 20, message="the new worker to answer")
     finally:

@@ -10,6 +10,11 @@ master reports. The third part holds one word per slot the master sets before it
 sends SIGTERM to a worker it has replaced (a reload or fewer workers): that worker
 stops accepting at once, since the new ones take what waits in the shared listen
 backlog, instead of draining the backlog first as a worker of a stopping server does.
+The fourth part holds one count per slot a worker raises to ask for its replacement
+(--max-requests, --reload-on-rss, --reload): the master forks the successor, waits
+until it has imported the application and only then retires the worker, so no moment
+passes without a worker accepting (and a successor that cannot start leaves the old
+worker serving).
 Plain loads and stores of aligned 8-byte words: no locks, and a value read while
 being written is at worst one tick old.
 """
@@ -22,7 +27,7 @@ SLOTS = 1024
 class Heartbeats:
     def __init__(self, slots=SLOTS):
         self.slots = slots
-        self.page = mmap.mmap(-1, 24 * slots)
+        self.page = mmap.mmap(-1, 32 * slots)
         self.free = list(range(slots - 1, -1, -1))
 
     def take(self):
@@ -30,6 +35,7 @@ class Heartbeats:
         self.write(slot, 0.0)
         self.write_requests(slot, 0)
         struct.pack_into("Q", self.page, 8 * (2 * self.slots + slot), 0)
+        struct.pack_into("Q", self.page, 8 * (3 * self.slots + slot), 0)
         return slot
 
     def give_back(self, slot):
@@ -52,3 +58,12 @@ class Heartbeats:
 
     def replaced(self, slot):
         return struct.unpack_from("Q", self.page, 8 * (2 * self.slots + slot))[0] == 1
+
+    def ask_replacement(self, slot):
+        """In the worker: one more request for a successor (the master acts on changes)."""
+        offset = 8 * (3 * self.slots + slot)
+        count = struct.unpack_from("Q", self.page, offset)[0]
+        struct.pack_into("Q", self.page, offset, count + 1)
+
+    def replacements_asked(self, slot):
+        return struct.unpack_from("Q", self.page, 8 * (3 * self.slots + slot))[0]

@@ -53,6 +53,8 @@ class WorkerInfo:
     timed_out_at: float = 0.0
     # The process group the worker serves; None for the front workers.
     pool: Optional[str] = None
+    # How many times it asked for a successor (Heartbeats.ask_replacement), as last seen.
+    asked: int = 0
 
 
 class Master:
@@ -397,7 +399,29 @@ class Master:
                                 len(self.workers) + len(self.retiring))
                     self.kill_all(signal.SIGKILL)
             else:
+                self.replace_asked()
                 self.maintain()
+
+    def replace_asked(self):
+        """Recycling (--max-requests, --reload-on-rss, --reload): a worker that asked for a
+        successor is retired once the successor has imported the application, like a
+        reload's old generation; if the successor cannot start, the worker serves on."""
+        for info in list(self.workers.values()):
+            asked = self.heartbeats.replacements_asked(info.slot)
+            if asked == info.asked or info.pid not in self.workers:
+                continue
+            info.asked = asked
+            successor = self.spawn(ready=True, pool=info.pool)
+            if self.wait_ready([successor]):
+                log.info("worker %d replaced by worker %d", info.pid, successor.pid)
+                if self.metrics is not None:
+                    self.metrics.worker_restarts += 1
+                self.retire(info)
+            elif not self.stopping:
+                log.error("worker %d: its successor could not start; it keeps serving",
+                          info.pid)
+            if self.stopping:
+                return
 
     def drain_wakeups(self):
         try:

@@ -34,6 +34,8 @@ MAX_FORWARD_THREADS = 64
 # On SIGTERM a worker goes on accepting while connections wait in the listen backlog
 # (closing the listeners would drop them), for at most this long.
 BACKLOG_GRACE = 2.0
+# A recycled worker whose successor could not start serves on and asks again this late.
+ASK_AGAIN = 10.0
 MIB = 1024 * 1024
 
 
@@ -81,6 +83,7 @@ class Worker:
         self.rss_limit = config.reload_on_rss * MIB
         self.rss_checked = 0
         self.watched = {}
+        self.asked_at = None  # when this worker last asked the master for a successor
 
     def run(self):
         """Serve until told to stop; return the process exit status."""
@@ -218,14 +221,26 @@ class Worker:
         if os.getppid() != self.master_pid:
             log.warning("master process %d is gone; worker stopping", self.master_pid)
             loop.stop()
+        elif self.watched and self.changed_file():
+            # a later edit asks again (the successor of a broken edit could not start)
+            self.watched = self.module_files()
+            self.ask_replacement()
+        elif self.asked_at is not None and time.monotonic() - self.asked_at < ASK_AGAIN:
+            return
         elif self.max_requests and loop.requests >= self.max_requests:
             log.info("worker %d served %d requests (--max-requests); restarting",
                      os.getpid(), loop.requests)
-            loop.stop()
+            self.ask_replacement()
         elif self.rss_limit and loop.requests != self.rss_checked and self.memory_too_large():
-            loop.stop()
-        elif self.watched and self.changed_file():
-            loop.stop()
+            self.ask_replacement()
+
+    def ask_replacement(self):
+        """Recycling: the master starts a successor and retires this worker once the
+        successor is ready, so new connections never wait for an import. Asked again
+        after ASK_AGAIN seconds if this worker still serves (its successor failed)."""
+        self.asked_at = time.monotonic()
+        pages, slot = self.heartbeat
+        pages.ask_replacement(slot)
 
     def memory_too_large(self):
         """--reload-on-rss: looked at once a second, only after requests were served (memory
