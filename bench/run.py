@@ -133,8 +133,9 @@ def machine_info():
 def make_django_site(ctx, status):
     """Make the Django project with the venv's Django, or say why it cannot be made."""
     import django_site
-    if "unavailable" in status["peers"].get("django", {"unavailable": "not installed"}):
-        ctx.django_unavailable = "Django: " + status["peers"]["django"]["unavailable"]
+    django = status["peers"].get("django", {"unavailable": "not installed"})
+    if "unavailable" in django:
+        ctx.django_unavailable = "Django: " + django["unavailable"]
         return
     try:
         ctx.django_site = django_site.make(os.path.join(ctx.scratch, "site"), ctx.python)
