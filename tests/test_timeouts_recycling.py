@@ -147,12 +147,11 @@ def test_max_requests_recycles_workers(start_server, keepalive):
     srv.wait_for_workers(1)
     served, failures = run_until_pids(srv.port, 3, keepalive)
     assert failures == []
-    order = []
-    for pid in served:
-        if not order or order[-1] != pid:
-            order.append(pid)
+    # the workers in the order they first answered (the successor is ready before the
+    # old worker stops accepting, so for a moment both may answer: see test_reload's
+    # test_recycled_worker_serves_until_its_successor_is_ready for the cut-over)
+    order = list(dict.fromkeys(served))
     assert len(order) >= 3, "no recycling seen: %d requests, pids %r" % (len(served), order)
-    assert len(order) == len(set(order)), "a recycled worker served again: %r" % order
     # Each recycled worker served at least its 20 requests ("about N": the check runs
     # once a second, so it may serve a few more).
     for pid in order[:-1]:
@@ -169,10 +168,7 @@ def test_max_requests_jitter(start_server):
                        "--workers", "1")
     served, failures = run_until_pids(srv.port, 4, keepalive=False)
     assert failures == []
-    order = []
-    for pid in served:
-        if not order or order[-1] != pid:
-            order.append(pid)
+    order = list(dict.fromkeys(served))  # in the order they first answered
     assert len(order) >= 4
     limits = []
     for pid in order[:-1]:
