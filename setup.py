@@ -4,21 +4,33 @@ from Cython.Build import cythonize
 
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-unused-function"]
 
+
+def module(name, *c_files):
+    """fastgw.NAME from src/fastgw/NAME.pyx (and the C helpers it links)."""
+    return Extension(f"fastgw.{name}", [f"src/fastgw/{name}.pyx", *c_files],
+                     include_dirs=["csrc"], extra_compile_args=CFLAGS,
+                     depends=["csrc/poller.h", "csrc/compat.h", "csrc/httpchars.h"])
+
+
 extensions = [
-    Extension("fastgw._loop", ["src/fastgw/_loop.pyx"], include_dirs=["csrc"],
-              depends=["csrc/poller.h", "csrc/compat.h"], extra_compile_args=CFLAGS),
-    Extension("fastgw._bodybuf", ["src/fastgw/_bodybuf.pyx"], include_dirs=["csrc"],
-              extra_compile_args=CFLAGS),
-    Extension("fastgw._http", ["src/fastgw/_http.pyx", "csrc/httpdate.c"],
-              include_dirs=["csrc"], extra_compile_args=CFLAGS),
-    Extension("fastgw._fcgirecord", ["src/fastgw/_fcgirecord.pyx"], extra_compile_args=CFLAGS),
-    Extension("fastgw._fcgi", ["src/fastgw/_fcgi.pyx"], include_dirs=["csrc"],
-              extra_compile_args=CFLAGS),
-    Extension("fastgw._scgi", ["src/fastgw/_scgi.pyx"], include_dirs=["csrc"],
-              extra_compile_args=CFLAGS),
+    module("_stream"),
+    module("_loop"),
+    module("_request"),
+    module("_lifecycle"),
+    module("_bodybuf"),
+    module("_limits"),
+    module("_responsehead", "csrc/httpdate.c"),
+    module("_httphead"),
+    module("_httpbody"),
+    module("_proxyproto"),
+    module("_http"),
+    module("_fcgirecord"),
+    module("_fcgi"),
+    module("_scgi"),
     # The per-request WSGI code is plain Python, compiled too: about a third less time.
     Extension("fastgw.wsgi", ["src/fastgw/wsgi.py"], extra_compile_args=CFLAGS),
 ]
+
 
 setup(
     ext_modules=cythonize(

@@ -1,6 +1,6 @@
 """Fuzz target for fastgw's HTTP/1.1 request parser and chunked decoder.
 
-The target is ``fastgw._http.parse_pieces``: the real incremental parser fed a list of
+The target is ``fastgw._httpbody.parse_pieces``: the real incremental parser fed a list of
 byte strings one after another.  One fuzz input is a control prefix and a payload:
 
     byte 0      bits 0-2: how many cut points follow (0-7)
@@ -36,7 +36,9 @@ import sys
 import time
 import traceback
 
-from fastgw._http import HttpSettings, parse_pieces
+from fastgw._httpbody import parse_pieces
+from fastgw._limits import ProtocolLimits
+from fastgw.config import Config
 from fastgw.errors import HttpError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,9 +46,13 @@ CORPUS_DIR = os.path.join(HERE, "corpus")
 DICT_FILE = os.path.join(HERE, "http.dict")
 
 ALLOWED_STATUSES = frozenset({400, 413, 414, 417, 431, 501, 505})
-DEFAULT_SETTINGS = HttpSettings()
-SMALL_SETTINGS = HttpSettings(request_line=64, field_size=48, fields=6, head=200, body=300,
-                              chunk_line=24, trailer=40)
+# The limits come from a Config, which needs something to serve; the app is never loaded.
+ANY_APP = "app:application"
+SMALL_LIMITS = dict(limit_request_line=64, limit_request_field_size=48, limit_request_fields=6,
+                    limit_request_head=200, limit_request_body=300, limit_chunk_line=24,
+                    limit_trailer_size=40)
+DEFAULT_SETTINGS = ProtocolLimits(Config(app=ANY_APP))
+SMALL_SETTINGS = ProtocolLimits(Config(app=ANY_APP, **SMALL_LIMITS))
 SMALL_FLAG = 0x10
 BYTEWISE_FLAG = 0x08
 BYTEWISE_MAX = 512
@@ -219,10 +225,12 @@ def reproducer(data, exc_text):
     lines = ["=" * 72, "fastgw HTTP fuzz failure", exc_text.rstrip(), "",
              "input (%d bytes): %r" % (len(data), bytes(data)),
              "reproduce:",
-             "  from fastgw._http import parse_pieces, HttpSettings",
-             "  settings = %s" % ("HttpSettings(request_line=64, field_size=48, fields=6, head=200, "
-                                  "body=300, chunk_line=24, trailer=40)"
-                                  if settings is SMALL_SETTINGS else "HttpSettings()"),
+             "  from fastgw._httpbody import parse_pieces",
+             "  from fastgw._limits import ProtocolLimits",
+             "  from fastgw.config import Config",
+             "  settings = ProtocolLimits(Config(app=%r%s))" % (ANY_APP, "".join(
+                 ", %s=%d" % item for item in SMALL_LIMITS.items())
+                 if settings is SMALL_SETTINGS else ""),
              "  parse_pieces([%r], settings)" % payload]
     for pieces in splits[:1]:
         lines.append("  parse_pieces(%r, settings)" % (pieces,))
@@ -490,8 +498,8 @@ def run_builtin(seconds, max_runs, seed, artifact_dir, max_len, report_every):
 
 
 def extension_instrumented():
-    import fastgw._http
-    with open(fastgw._http.__file__, "rb") as fh:
+    import fastgw._httphead
+    with open(fastgw._httphead.__file__, "rb") as fh:
         return b"__sanitizer_cov" in fh.read()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from fgwtest import (RawConnection, fastgw_command, http_request, raw_request, read_lines,
                      request, subprocess_env, wait_until)
-from fastgw._loop import Request
+from fastgw._request import Request
 from fastgw.accesslog import AccessLog, check_format, compile_format, Finished
 from fastgw.errors import ConfigError
 

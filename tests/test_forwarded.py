@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from fgwtest import fastgw_command, raw_request, read_lines, subprocess_env, wait_until
-from fastgw._loop import Request
+from fastgw._request import Request
 from fastgw.cgiparams import request_from_params
 from fastgw.errors import ConfigError
 from fastgw.proxyheaders import TrustedProxies, parse_networks

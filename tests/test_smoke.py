@@ -21,7 +21,9 @@ import pytest
 import fastgw
 from fgwtest import RawConnection, http_request, request
 
-COMPILED_MODULES = ["fastgw._loop", "fastgw._http", "fastgw._fcgi", "fastgw._scgi"]
+COMPILED_MODULES = ["fastgw._stream", "fastgw._loop", "fastgw._request", "fastgw._lifecycle",
+                    "fastgw._http", "fastgw._httphead", "fastgw._httpbody", "fastgw._fcgi",
+                    "fastgw._scgi"]
 
 
 @pytest.mark.parametrize("name", COMPILED_MODULES)

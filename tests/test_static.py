@@ -621,7 +621,7 @@ class FakeResponder:
 
 
 def _request(path, method="GET"):
-    from fastgw._loop import Request
+    from fastgw._request import Request
 
     req = Request()
     req.method, req.path, req.target, req.query = method, path, "/static" + path, ""

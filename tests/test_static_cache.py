@@ -179,7 +179,7 @@ class Recorder:
 
 
 def answer(handler, path):
-    from fastgw._loop import Request
+    from fastgw._request import Request
 
     req = Request()
     req.method, req.path, req.target, req.query = "GET", path, "/static" + path, ""

@@ -1,4 +1,5 @@
-from fastgw._loop cimport BodyReader, OwnedFd
+from fastgw._stream cimport OwnedFd
+from fastgw._request cimport BodyReader
 
 
 cdef class SpooledBody(BodyReader):

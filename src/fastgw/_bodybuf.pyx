@@ -19,7 +19,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.errno cimport errno, EINTR
 from posix.unistd cimport pread
 
-from fastgw._loop cimport BodyReader, OwnedFd, write_all
+from fastgw._stream cimport OwnedFd, write_all
+from fastgw._request cimport BodyReader
 
 from fastgw.spool import open_unlinked
 

@@ -18,10 +18,14 @@
 # a CGI variable that must be a number and is not gets a 400 answer (cgiparams).
 # The record layout and the name-value codec are in _fcgirecord.
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 from fastgw._fcgirecord cimport *
-from fastgw._http cimport HttpSettings, build_head
-from fastgw._loop cimport BodyReader, Connection, Protocol, Request
+from fastgw._limits cimport ProtocolLimits
+from fastgw._responsehead cimport build_head
+from fastgw._lifecycle cimport RequestProtocol
+from fastgw._loop cimport Connection
+from fastgw._request cimport BodyReader, Request
 
 import logging
 
@@ -157,17 +161,13 @@ cdef class FcgiErrors:
         pass
 
 
-cdef class FcgiProtocol(Protocol):
+cdef class FcgiProtocol(RequestProtocol):
     """The server side of one FastCGI connection, and the responder of its current request."""
 
-    cdef object handler
-    cdef HttpSettings settings
+    cdef ProtocolLimits settings
     cdef dict requests
     cdef list ready
     cdef FcgiRequest current
-    cdef object req
-    cdef FcgiInput body
-    cdef bint busy
     cdef bint close_when_done
     # PARAMS and STDIN bytes buffered for requests not yet running
     cdef Py_ssize_t pending
@@ -181,9 +181,11 @@ cdef class FcgiProtocol(Protocol):
     cdef bint stderr_used
     cdef bint aborted
 
-    def __cinit__(self, handler, HttpSettings settings not None):
+    def __cinit__(self, handler, ProtocolLimits settings not None):
         self.handler = handler
         self.settings = settings
+        # the web server sends all of STDIN: reading it keeps the connection usable
+        self.drain_limit = PY_SSIZE_T_MAX
         self.requests = {}
         self.ready = []
 
@@ -412,22 +414,10 @@ cdef class FcgiProtocol(Protocol):
             self.refuse(freq, e.status_line, f"{e}\n")
             return
         body.left = self.req.content_length
-        self.body = body
-        conn.loop.requests += 1
-        conn.loop.beat()
         self.current = freq
-        self.busy = True
-        self._head_sent = False
-        self.finished = False
         self.stderr_used = False
         self.aborted = False
-        self.sent = 0
-        self.status_code = 0
-        self.head_request = self.req.method == "HEAD"
-        if conn.hand_to_thread(self.call_handler):
-            return
-        self.call_handler()
-        self.after_request()
+        self.begin(self.req, body)
 
     cdef void refuse(self, FcgiRequest freq, str status, str text) except *:
         """Answer a request the application never sees; later records of its id are ignored."""
@@ -441,39 +431,22 @@ cdef class FcgiProtocol(Protocol):
         if not freq.keep_conn:
             self.conn.close_after_flush()
 
-    def call_handler(self):
-        """Run the handler, or the next steps of the producer it parked."""
+    cdef bint keeps_connection(self) except -1:
         cdef Connection conn = self.conn
-        try:
-            self.run_step(self.handler, self.req)
-            if (self.parked is None and self.finished and self.current.keep_conn and not self.body.done and not self.aborted
-                    and not conn.closed and not conn.close_requested):
-                self.body.drain(1 << 62)
-        except ClientDisconnected:
-            if not self.aborted:
-                conn.close()
-        except Exception:
-            log.exception("internal error while handling %r", self.req)
-            conn.close()
+        return (self.current.keep_conn and not self.aborted and not conn.closed
+                and not conn.close_requested)
 
-    cdef void resume(self) except *:
-        self.after_request()
-        if not self.conn.closed:
-            self.data_received()
+    cdef void lost_client(self) except *:
+        # an aborted request's application learns it from a failed write: the connection
+        # itself goes on (FCGI_ABORT_REQUEST ends one request, not the connection)
+        if not self.aborted:
+            self.conn.close()
 
-    cdef void after_request(self) except *:
+    cdef void request_ended(self) except *:
         cdef Connection conn = self.conn
         cdef FcgiRequest freq = self.current
-        cdef FcgiInput body = self.body
-        if self.parked is not None and not conn.closed:
-            self.await_drain()
-            return
-        self.check_settled()
-        self.busy = False
+        cdef FcgiInput body = <FcgiInput>self.body
         self.current = None
-        self.req = None
-        self.body = None
-        self._head_sent = False
         self.requests.pop(freq.rid, None)
         if conn.closed:
             return

@@ -6,28 +6,24 @@
 # poll(2) fallback that recomputes interest from the connections' state each time. A
 # connection remembers whether its socket may still hold unread bytes (`readable`,
 # cleared by a short read or EAGAIN) and whether it is waiting for output space
-# (`paused`). Protocols parse straight out of the connection's reusable buffer and
-# queue bytes objects and file ranges (FileRange) that go out with one sendmsg per
-# batch of bytes and sendfile per range.
+# (`paused`). Its buffers are a Stream's (_stream.pyx); its protocol (_http, _fcgi,
+# _scgi through _lifecycle) parses in place and queues.
 #
 # Output never waits on a client: what the socket does not take stays queued and
 # goes out on writability, from where it stopped. A response body that is produced
 # step by step (a WSGI generator) is parked by its producer when the queue passes
 # HIGH_WATER and resumed, inline or on an application thread, once the queue is
-# empty; push-style writers that cannot be parked (the legacy write() callable,
-# CGI and upstream output) spill to an unlinked file past SPILL_THRESHOLD, so
-# memory stays bounded either way. A client that takes nothing for io_timeout is
-# dropped (reset) and its producer closed. Timers are a once-a-second sweep.
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+# empty (_lifecycle.pyx); writers that cannot be parked spill to a file (_stream.pyx).
+# A client that takes nothing for io_timeout is dropped (reset) and its producer
+# closed. Timers are a once-a-second sweep.
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from libc.errno cimport errno, EAGAIN, EINTR, ECONNABORTED, EMFILE, ENFILE
-from libc.string cimport strerror
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memchr, memmove
-from posix.types cimport off_t
 from posix.unistd cimport close as c_close
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+# the sockets, poller, sendfile, poll(2) and pwrite declarations
+from fastgw._sys cimport *
 
 import collections
 import logging
@@ -35,132 +31,16 @@ import os
 import socket
 
 from fastgw.errors import ClientDisconnected
-from fastgw.spool import open_unlinked
 
 log = logging.getLogger("fastgw.error")
 
 
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef unsigned int socklen_t
-    struct sockaddr:
-        unsigned short sa_family
-    struct sockaddr_storage:
-        unsigned short ss_family
-    struct iovec:
-        void *iov_base
-        size_t iov_len
-    struct msghdr:
-        void *msg_name
-        socklen_t msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    struct linger:
-        int l_onoff
-        int l_linger
-    ssize_t recv(int fd, void *buf, size_t n, int flags)
-    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
-    int shutdown(int fd, int how)
-    int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
-    enum:
-        SHUT_WR
-        MSG_PEEK
-        MSG_DONTWAIT
-        AF_INET
-        AF_INET6
-        AF_UNIX
-        IPPROTO_TCP
-        SOL_SOCKET
-        SO_LINGER
-
-cdef extern from "poller.h" nogil:
-    const char *FGW_POLLER_NAME
-    int fgw_poller_create()
-    int fgw_poller_add(int pfd, int fd, void *ptr, int listener)
-    int fgw_poller_del(int pfd, int fd)
-    int fgw_poller_wait(int pfd, fgw_event *out, int max, int timeout_ms)
-    enum:
-        FGW_IN
-        FGW_OUT
-        FGW_ERR
-        FGW_HUP
-        FGW_RDHUP
-
-cdef extern from "compat.h" nogil:
-    int fgw_accept(int fd, sockaddr *addr, socklen_t *len)
-    ssize_t fgw_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
-    enum:
-        MSG_NOSIGNAL
-        MSG_MORE
-
-cdef extern from "<netinet/tcp.h>" nogil:
-    enum:
-        TCP_NODELAY
-
-cdef extern from "<netinet/in.h>" nogil:
-    struct in_addr:
-        pass
-    struct in6_addr:
-        pass
-    struct sockaddr_in:
-        unsigned short sin_family
-        unsigned short sin_port
-        in_addr sin_addr
-    struct sockaddr_in6:
-        unsigned short sin6_family
-        unsigned short sin6_port
-        in6_addr sin6_addr
-    unsigned short ntohs(unsigned short)
-
-cdef extern from "<arpa/inet.h>" nogil:
-    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
-
-cdef extern from "<poll.h>" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int poll(pollfd *fds, unsigned long nfds, int timeout)
-    enum:
-        POLLIN
-        POLLOUT
-        POLLERR
-        POLLHUP
-
-cdef extern from "<pthread.h>" nogil:
-    unsigned long pthread_self()
-
-cdef extern from "<unistd.h>" nogil:
-    ssize_t read(int fd, void *buf, size_t n)
-    ssize_t write(int fd, const void *buf, size_t n)
-    ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset)
-
-cdef extern from "<fcntl.h>" nogil:
-    int fcntl(int fd, int cmd, int arg)
-    enum:
-        F_DUPFD_CLOEXEC
-
-
 cdef enum:
     MAX_EVENTS = 256
-    MAX_IOV = 64
     READ_BUFFER_SIZE = 16384
     ACCEPT_BATCH = 64
     # Connections whose first request is answered during one accept batch, at most.
     ACCEPT_SERVE_BATCH = 16
-
-cdef enum:
-    # A parked producer resumes when the queue is empty and stops when it passes this:
-    # what a slow reader costs in memory, beside the kernel's socket buffer.
-    HIGH_WATER = 65536
-    # Push-style body bytes go to the connection's spool file past this much queued.
-    SPILL_THRESHOLD = 1048576
-
-# What one connection may spill before the client counts as gone (nginx's
-# proxy_max_temp_file_size default): the disk a stalled reader costs is bounded too.
-cdef long long SPOOL_MAX = 1 << 30
 
 # After a response that closes the connection, how long to read and discard what
 # the client still sends, so the kernel does not answer it with a reset: idle at
@@ -174,12 +54,6 @@ cdef double LINGER_TOTAL = 30.0
 cdef double STOP_IDLE_GRACE = 1.0
 
 
-cdef inline double monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
 cdef object peer_address(sockaddr_storage *addr):
     cdef char text[64]
     if addr.ss_family == AF_INET:
@@ -191,57 +65,15 @@ cdef object peer_address(sockaddr_storage *addr):
     return None
 
 
-cdef class Handle:
-    cdef void on_event(self, uint32_t events) except *:
-        pass
-
-
-cdef class OwnedFd:
-    """A descriptor closed when the last FileRange (or spool) holding it is gone."""
-
-    def __dealloc__(self):
-        if self.fd >= 0:
-            c_close(self.fd)
-
-
-cdef int write_all(int fd, const char *data, Py_ssize_t n, long long offset,
-                   str what) except -1:
-    """pwrite(2) all of it at `offset` (a temporary file: short writes only when the disk
-    is full, which raises)."""
-    cdef Py_ssize_t done = 0
-    cdef ssize_t w
-    while done < n:
-        w = pwrite(fd, data + done, n - done, offset + done)
-        if w < 0:
-            if errno == EINTR:
-                continue
-            raise OSError(errno, f"cannot {what}: {strerror(errno).decode()}")
-        done += w
-    return 0
-
-
-cdef OwnedFd own_fd(int fd):
-    cdef OwnedFd holder = OwnedFd.__new__(OwnedFd)
-    holder.fd = fd
-    return holder
-
-
-cdef class FileRange:
-    pass
-
-
 cdef class Protocol:
-    """What a wire protocol implements; it owns no socket, only parses and queues.
-
-    The base also carries what every protocol's response shares: the status, the
-    body bytes counted, a parked body producer and the settled callback.
-    """
+    """What the loop asks of a wire protocol; it owns no socket, only parses and queues.
+    The request lifecycle every protocol shares is _lifecycle.RequestProtocol."""
 
     cdef void data_received(self) except *:
         pass
 
-    cdef void write_drained(self) except *:
-        """The queue is empty again and no producer is parked: read on."""
+    cdef void output_drained(self) except *:
+        """The queue just emptied on writability."""
         pass
 
     cdef void eof_received(self) except *:
@@ -251,11 +83,7 @@ cdef class Protocol:
         return self.conn.rend == self.conn.rstart
 
     cdef void resume(self) except *:
-        """After the request (or its parked producer) ran, inline or in an application
-        thread: end it or wait again, send what is queued, read on."""
-        pass
-
-    cdef void after_request(self) except *:
+        """After a request (or its parked producer) ran on an application thread."""
         pass
 
     cdef double deadline(self):
@@ -266,334 +94,7 @@ cdef class Protocol:
         self.conn.close()
 
     cdef void connection_lost(self) except *:
-        cdef object producer = self.parked
-        self.parked = None
-        if self.finished and producer is None and self.conn.out_bytes == 0:
-            self.settle(None)
-        else:
-            self.settle(self.conn.close_reason or "the connection was closed")
-        if producer is not None:
-            try:
-                producer.cancel()
-            except Exception:
-                log.exception("error closing a response cut off by a lost connection")
-
-    cdef int start_response_head(self, str status) except -1:
-        """Record the status code of a head about to be sent; HEAD, 1xx, 204 and 304
-        responses carry no body. Returns the code."""
-        cdef int code = (ord(status[0]) - 48) * 100 + (ord(status[1]) - 48) * 10 + ord(status[2]) - 48
-        self.status_code = code
-        self.body_allowed = not (code < 200 or code == 204 or code == 304 or self.head_request)
-        # A descriptor number seen in an earlier response may name another file now.
-        self.conn.dup_copy = None
-        # The send timeout counts from here (an application may have run for long).
-        self.conn.last_active = monotonic()
-        return code
-
-    cdef bint can_take_more(self):
-        """What write() answers: False when the producer should park (park())."""
-        return self.conn.out_bytes < HIGH_WATER or self.conn.closed
-
-    # -- parking: a body producer waits for the client without holding a worker --
-
-    def park(self, producer):
-        """Called by a handler whose write() said False: `producer.resume()` is called
-        (inline, or on an application thread) once the client has taken what is
-        queued, and `producer.cancel()` instead if the connection is lost first."""
-        self.parked = producer
-
-    cdef void output_drained(self) except *:
-        """The queue just emptied on writability."""
-        if self.parked is not None:
-            self.continue_response()
-        else:
-            self.check_settled()
-            self.write_drained()
-
-    cdef void run_step(self, object handler, object req) except *:
-        """Call the handler for a new request, or the next steps of the producer it
-        parked (what every protocol's call_handler runs, inline or on a thread)."""
-        cdef object producer = self.parked
-        if producer is None:
-            handler(req, self)
-        else:
-            self.parked = None
-            producer.resume()
-
-    cdef void continue_response(self) except *:
-        """Run the parked producer's next steps the way the request itself ran."""
-        cdef object job = (<object>self).call_handler
-        if self.conn.hand_to_thread(job):
-            return
-        job()
-        self.resume()
-
-    cdef void await_drain(self) except *:
-        """A producer parked: stop reading and try the queue again next turn (its
-        write may have run on a thread, whose EAGAIN the loop has not seen)."""
-        cdef Connection conn = self.conn
-        if conn.closed:
-            return
-        conn.paused = True
-        conn.loop.retry_write.append(conn)
-
-    # -- settling: when the response is out (or cut), for the log and the metrics --
-
-    def on_settled(self, callback):
-        """callback(bytes_sent, cut) once the response's bytes are with the kernel, or
-        the connection is lost (`cut` then says why); at once if that is already so."""
-        self.settled = callback
-        self.check_settled()
-
-    cdef void check_settled(self) except *:
-        if self.settled is not None and self.finished and self.parked is None and (
-                self.conn.out_bytes < HIGH_WATER or self.conn.closed):
-            self.settle(self.conn.close_reason if self.conn.closed else None)
-
-    cdef void settle(self, object cut) except *:
-        cdef object callback = self.settled
-        cdef Py_ssize_t sent = self.sent
-        if callback is None:
-            return
-        self.settled = None
-        if cut is not None:
-            # What is still queued never reached the client.
-            sent = max(0, sent - self.conn.out_bytes)
-        try:
-            callback(sent, cut)
-        except Exception:
-            log.exception("error recording a finished response")
-
-    # The part of the responder interface the handlers call that every protocol shares.
-
-    @property
-    def headers_sent(self):
-        return self._head_sent
-
-    @property
-    def bytes_sent(self):
-        return self.sent
-
-
-cdef class BodyReader:
-    """wsgi.input: the request body, read from the connection as the application asks.
-
-    This base reads `remaining` bytes straight off the connection (Content-Length,
-    SCGI, uwsgi); protocols with framing override available() and take().
-    """
-
-    cdef Py_ssize_t available(self) except -1:
-        """Body bytes ready to take (waiting for some if needed); 0 once the body is over."""
-        cdef Connection conn = self.conn
-        cdef Py_ssize_t avail
-        self.started = True
-        if self.remaining == 0:
-            self.done = True
-            return 0
-        avail = conn.rend - conn.rstart
-        if avail == 0:
-            conn.fill_blocking()
-            avail = conn.rend - conn.rstart
-        return avail if avail < self.remaining else self.remaining
-
-    cdef bytes take(self, Py_ssize_t n):
-        cdef Connection conn = self.conn
-        cdef bytes data = PyBytes_FromStringAndSize(conn.rbuf + conn.rstart, n)
-        conn.rstart += n
-        self.remaining -= n
-        return data
-
-    def read(self, size=-1):
-        cdef Py_ssize_t want, avail
-        cdef list parts = []
-        cdef bytes part
-        if size is None or size < 0:
-            while True:
-                avail = self.available()
-                if avail == 0:
-                    break
-                parts.append(self.take(avail))
-            return b"".join(parts)
-        want = size
-        while want > 0:
-            avail = self.available()
-            if avail == 0:
-                break
-            part = self.take(avail if avail < want else want)
-            parts.append(part)
-            want -= len(part)
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
-
-    cdef const char *peek(self):
-        """Where the bytes that available() counted start."""
-        return self.conn.rbuf + self.conn.rstart
-
-    def readline(self, size=-1):
-        cdef Py_ssize_t limit, avail, n
-        cdef Py_ssize_t total = 0
-        cdef list parts = []
-        cdef const char *p
-        cdef const char *nl
-        if size is None:
-            size = -1
-        while size < 0 or total < size:
-            avail = self.available()
-            if avail == 0:
-                break
-            limit = avail if size < 0 or avail < size - total else size - total
-            p = self.peek()
-            nl = <const char *>memchr(p, b'\n', limit)
-            n = (nl - p) + 1 if nl != NULL else limit
-            parts.append(self.take(n))
-            total += n
-            if nl != NULL:
-                break
-        return b"".join(parts)
-
-    def readlines(self, hint=-1):
-        lines = []
-        total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                break
-            lines.append(line)
-            total += len(line)
-            if hint is not None and 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-    cdef bint drain(self, Py_ssize_t limit) except -1:
-        """Discard the unread rest of the body if it is small; True if it was all read."""
-        cdef Py_ssize_t avail, total = 0
-        while total <= limit:
-            avail = self.available()
-            if avail == 0:
-                return True
-            self.take(avail)
-            total += avail
-        return False
-
-
-cdef dict ENVIRON_KEYS = {}
-cdef dict SERVER_NAMES = {}
-cdef dict DEFAULT_PORTS = {"http": "80", "https": "443"}
-cdef Py_ssize_t CACHE_LIMIT = 1024
-
-
-cdef object environ_key(str name):
-    """'User-Agent' -> 'HTTP_USER_AGENT'; None for names with '_' (spoofable, as in nginx)."""
-    cdef object key
-    if "_" in name:
-        key = None
-    else:
-        key = name.upper().replace("-", "_")
-        if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
-            key = "HTTP_" + key
-    if len(ENVIRON_KEYS) < CACHE_LIMIT:
-        ENVIRON_KEYS[name] = key
-    return key
-
-
-cdef tuple split_host(str host, str scheme):
-    """'example.com:8080' -> ('example.com', '8080'); '[::1]' -> ('::1', default port)."""
-    cdef tuple found = SERVER_NAMES.get((host, scheme))
-    if found is not None:
-        return found
-    name, port = host, DEFAULT_PORTS.get(scheme, "80")
-    if host.startswith("["):
-        close = host.find("]")
-        if close > 0:
-            name = host[1:close]
-            if host[close + 1:close + 2] == ":" and host[close + 2:].isdigit():
-                port = host[close + 2:]
-    elif ":" in host:
-        name, _, maybe_port = host.rpartition(":")
-        if maybe_port.isdigit():
-            port = maybe_port
-        else:
-            name = host
-    found = (name, port)
-    if len(SERVER_NAMES) < CACHE_LIMIT:
-        SERVER_NAMES[(host, scheme)] = found
-    return found
-
-
-cdef void put_request(dict env, Request req) except *:
-    env["REQUEST_METHOD"] = req.method
-    env["SCRIPT_NAME"] = req.script_name
-    env["PATH_INFO"] = req.path
-    env["QUERY_STRING"] = req.query
-    env["REQUEST_URI"] = req.target
-    env["SERVER_PROTOCOL"] = req.version
-    env["wsgi.input"] = req.body
-    env["wsgi.url_scheme"] = req.scheme
-
-
-def cgi_environ(Request req, dict template):
-    """The environ of a request that came as CGI variables (FastCGI, SCGI, uwsgi): the
-    web server's variables, then the request as the router split it."""
-    cdef dict env = template.copy()
-    env.update(req.params)
-    put_request(env, req)
-    if req.errors is not None:
-        env["wsgi.errors"] = req.errors
-    env.setdefault("SERVER_NAME", req.sockname[0])
-    env.setdefault("SERVER_PORT", str(req.sockname[1]))
-    env.setdefault("REMOTE_ADDR", req.peer[0] if req.peer else "")
-    return env
-
-
-def http_environ(Request req, dict template):
-    """The PEP 3333 environ of a request that carries HTTP headers, built in C: the
-    template, the request line, the peer, HTTP_* (repeats joined with ", ", cookies
-    with "; "), and SERVER_NAME/SERVER_PORT from Host or the socket."""
-    cdef dict env = template.copy()
-    cdef object key, prev, host
-    cdef tuple item
-    put_request(env, req)
-    if req.peer is not None:
-        env["REMOTE_ADDR"] = req.peer[0]
-        env["REMOTE_PORT"] = str(req.peer[1])
-    else:
-        env["REMOTE_ADDR"] = ""
-    for item in req.headers:
-        key = ENVIRON_KEYS.get(item[0], 0)
-        if key is 0:
-            key = environ_key(item[0])
-        if key is None:
-            continue
-        prev = env.get(key)
-        if prev is None:
-            env[key] = item[1]
-        elif key != "CONTENT_LENGTH":
-            env[key] = prev + ("; " if key == "HTTP_COOKIE" else ", ") + item[1]
-    host = env.get("HTTP_HOST")
-    if host:
-        env["SERVER_NAME"], env["SERVER_PORT"] = split_host(host, req.scheme)
-    elif type(req.sockname) is tuple:
-        env["SERVER_NAME"], env["SERVER_PORT"] = req.sockname[0], str(req.sockname[1])
-    else:
-        env["SERVER_NAME"], env["SERVER_PORT"] = "localhost", DEFAULT_PORTS.get(req.scheme, "80")
-    return env
-
-
-cdef class Request:
-    """One request as any protocol delivers it to the router and handlers."""
-
-    def __repr__(self):
-        return f"<Request {self.method} {self.target!r} {self.version}>"
+        pass
 
 
 cdef class Listener(Handle):
@@ -639,6 +140,8 @@ cdef class Listener(Handle):
             conn.sockname = self.sockname
             conn.scheme = self.scheme
             conn.out = []
+            conn.io_timeout = self.loop.io_timeout
+            conn.spool_dir = self.loop.spool_dir
             conn.last_active = monotonic()
             conn.rbuf = <char *>malloc(READ_BUFFER_SIZE)
             if conn.rbuf == NULL:
@@ -667,13 +170,12 @@ cdef class Listener(Handle):
                     return  # the other connections' events first; the listener stays ready
 
 
-cdef class Connection(Handle):
-    """A client socket: its read buffer, its queue of outgoing bytes, its state."""
+cdef class Connection(Stream):
+    """A client socket as the loop serves it: its streams (Stream), its protocol, and
+    the state of its closing."""
 
-    def __dealloc__(self):
-        if self.rbuf != NULL:
-            free(self.rbuf)
-            self.rbuf = NULL
+    cdef bint more_coming(self):
+        return not self.protocol.finished
 
     cdef void on_event(self, uint32_t events) except *:
         if self.closed:
@@ -732,251 +234,6 @@ cdef class Connection(Handle):
         self.readable = True
         self.read_ready()
         return True
-
-    cdef Py_ssize_t recv_some(self) except -2:
-        """Read once into the buffer: >0 bytes read, 0 at EOF, -1 if nothing is there."""
-        cdef Py_ssize_t space, n
-        cdef char *grown
-        if self.rstart == self.rend:
-            self.rstart = self.rend = 0
-        elif self.rend == self.rcap and self.rstart > 0:
-            memmove(self.rbuf, self.rbuf + self.rstart, self.rend - self.rstart)
-            self.rend -= self.rstart
-            self.rstart = 0
-        if self.rend == self.rcap:
-            grown = <char *>realloc(self.rbuf, self.rcap * 2)
-            if grown == NULL:
-                raise MemoryError()
-            self.rbuf = grown
-            self.rcap *= 2
-        space = self.rcap - self.rend
-        while True:
-            n = recv(self.fd, self.rbuf + self.rend, space, 0)
-            if n >= 0:
-                break
-            if errno == EINTR:
-                continue
-            self.readable = False
-            if errno == EAGAIN:
-                return -1
-            return 0
-        if n < space and not self.hup:
-            self.readable = False
-        self.rend += n
-        return n
-
-    cdef Py_ssize_t fill_blocking(self) except -1:
-        """Read at least one byte into the buffer, waiting for it; raise if the client left."""
-        cdef Py_ssize_t n
-        while True:
-            n = self.recv_some()
-            if n > 0:
-                return n
-            if n == 0:
-                self.eof = True
-                raise ClientDisconnected("client closed the connection in the middle of a request")
-            self.wait(POLLIN)
-
-    cdef void queue(self, bytes data):
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-        if n:
-            self.out.append(data)
-            self.out_bytes += n
-
-    cdef void queue_body(self, bytes data) except *:
-        """Queue response body bytes: by reference while little is waiting, else (the
-        client lags behind a writer that cannot be parked) appended to the spool file."""
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(data), done = 0
-        cdef ssize_t w
-        cdef const char *p = PyBytes_AS_STRING(data)
-        cdef FileRange last
-        if self.out_bytes < SPILL_THRESHOLD or n < 4096:
-            self.queue(data)
-            return
-        if self.spool is None:
-            self.spool = own_fd(open_unlinked(self.loop.spool_dir))
-            self.spool_end = 0
-        elif self.spool_end + n > SPOOL_MAX:
-            self.close_reason = (f"the client fell {SPOOL_MAX >> 20} MiB behind the response "
-                                 f"(the spool limit)")
-            raise ClientDisconnected(self.close_reason)
-        write_all(self.spool.fd, p, n, self.spool_end, "spill a response to a temporary file")
-        # Contiguous spilled bytes are one range (no framing in between).
-        if self.out_index < len(self.out):
-            item = self.out[len(self.out) - 1]
-            if type(item) is FileRange:
-                last = <FileRange>item
-                if last.holder is self.spool and last.offset + last.count == self.spool_end:
-                    last.count += n
-                    self.spool_end += n
-                    self.out_bytes += n
-                    return
-        last = FileRange.__new__(FileRange)
-        last.holder = self.spool
-        last.fd = self.spool.fd
-        last.offset = self.spool_end
-        last.count = n
-        self.out.append(last)
-        self.spool_end += n
-        self.out_bytes += n
-
-    cdef void queue_file(self, int fd, long long offset, Py_ssize_t count) except *:
-        """Queue a range of an open file, borrowed until adopt_files()."""
-        cdef FileRange item
-        if count <= 0:
-            return
-        item = FileRange.__new__(FileRange)
-        item.fd = fd
-        item.offset = offset
-        item.count = count
-        self.out.append(item)
-        self.out_bytes += count
-
-    cdef void adopt_files(self) except *:
-        """The handler may close its descriptors once send_file() returns: the ranges
-        still queued get a duplicate of theirs (one per source file and response)."""
-        cdef Py_ssize_t i
-        cdef FileRange item
-        cdef int copy
-        for i in range(self.out_index, len(self.out)):
-            if type(self.out[i]) is not FileRange:
-                continue
-            item = <FileRange>self.out[i]
-            if item.holder is not None:
-                continue
-            if self.dup_copy is None or self.dup_source != item.fd:
-                copy = fcntl(item.fd, F_DUPFD_CLOEXEC, 0)
-                if copy < 0:
-                    PyErr_SetFromErrno(OSError)
-                self.dup_copy = own_fd(copy)
-                self.dup_source = item.fd
-            item.holder = self.dup_copy
-            item.fd = self.dup_copy.fd
-
-    def send_file(self, int infd, off_t offset, Py_ssize_t count):
-        """Queue a file range after what is queued (the head rides with MSG_MORE), send
-        what the socket takes now, and keep the rest (with its own descriptor) queued."""
-        self.queue_file(infd, offset, count)
-        try:
-            self.flush(0)
-        finally:
-            self.adopt_files()
-
-    cdef void set_nodelay(self):
-        cdef int one = 1
-        setsockopt(self.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
-        self.nodelay = True
-
-    cdef int send_range(self, FileRange item) except -1:
-        """sendfile(2) the range as far as the socket takes it: 1 when it is all out."""
-        cdef ssize_t n
-        cdef off_t offset
-        while item.count > 0:
-            offset = item.offset
-            n = fgw_sendfile(self.fd, item.fd, &offset, min(item.count, 1 << 30))
-            if n > 0:
-                item.offset += n
-                item.count -= n
-                self.out_bytes -= n
-                self.last_active = monotonic()
-            elif n == 0:
-                raise ClientDisconnected("the file shrank while it was being sent")
-            elif errno == EINTR:
-                continue
-            elif errno == EAGAIN:
-                return 0
-            else:
-                raise ClientDisconnected(f"sendfile to the client failed: {os.strerror(errno)}")
-        return 1
-
-    cdef int flush(self, int flags) except -1:
-        """Send what is queued without blocking: 1 when all is out, 0 when the socket is full."""
-        cdef iovec iov[MAX_IOV]
-        cdef msghdr msg
-        cdef Py_ssize_t i, count, n, size
-        cdef list out = self.out
-        cdef Py_ssize_t total = len(out)
-        cdef object item
-        if not self.nodelay and not self.protocol.finished:
-            # Part of a response goes out and more follows (a stream, sendfile after the
-            # head): Nagle's algorithm would hold a small tail back for the client's ACK.
-            self.set_nodelay()
-        while self.out_index < total:
-            item = out[self.out_index]
-            if type(item) is not bytes:
-                if not self.send_range(<FileRange>item):
-                    return 0
-                self.out_index += 1
-                continue
-            count = 0
-            i = self.out_index
-            while i < total and count < MAX_IOV:
-                item = out[i]
-                if type(item) is not bytes:
-                    break
-                if count == 0:
-                    iov[0].iov_base = PyBytes_AS_STRING(item) + self.out_offset
-                    iov[0].iov_len = PyBytes_GET_SIZE(item) - self.out_offset
-                else:
-                    iov[count].iov_base = PyBytes_AS_STRING(item)
-                    iov[count].iov_len = PyBytes_GET_SIZE(item)
-                count += 1
-                i += 1
-            msg.msg_name = NULL
-            msg.msg_namelen = 0
-            msg.msg_iov = iov
-            msg.msg_iovlen = count
-            msg.msg_control = NULL
-            msg.msg_controllen = 0
-            msg.msg_flags = 0
-            n = sendmsg(self.fd, &msg, MSG_NOSIGNAL | (flags if i == total else MSG_MORE))
-            if n < 0:
-                if errno == EINTR:
-                    continue
-                if errno == EAGAIN:
-                    return 0
-                raise ClientDisconnected(f"writing to the client failed: {os.strerror(errno)}")
-            self.out_bytes -= n
-            if self.out_bytes:
-                # Progress of a response that goes out in pieces restarts the send timeout.
-                self.last_active = monotonic()
-            while n > 0:
-                item = out[self.out_index]
-                size = PyBytes_GET_SIZE(item) - self.out_offset
-                if n >= size:
-                    n -= size
-                    self.out_index += 1
-                    self.out_offset = 0
-                else:
-                    self.out_offset += n
-                    n = 0
-        del out[:]
-        self.out_index = 0
-        self.out_offset = 0
-        self.spool = None
-        return 1
-
-    cdef void wait(self, short events) except *:
-        """Block (GIL released) until the socket is ready for `events`, at most io_timeout."""
-        cdef pollfd pfd
-        cdef int rc
-        cdef int timeout_ms = <int>(self.loop.io_timeout * 1000)
-        cdef double deadline = monotonic() + self.loop.io_timeout
-        pfd.fd = self.fd
-        pfd.events = events
-        while True:
-            with nogil:
-                rc = poll(&pfd, 1, timeout_ms)
-            if rc > 0:
-                return
-            if rc == 0:
-                raise ClientDisconnected(
-                    f"client sent nothing for {self.loop.io_timeout:g} s")
-            if errno == EINTR:
-                PyErr_CheckSignals()
-                timeout_ms = max(0, <int>((deadline - monotonic()) * 1000))
-                continue
-            PyErr_SetFromErrno(OSError)
 
     cdef bint hand_to_thread(self, object job) except -1:
         """With --threads: flush what is queued (earlier pipelined responses), then let an
@@ -1086,11 +343,15 @@ cdef class Loop:
         self.listeners = []
         self.closing = []
         self.retry_write = []
-        self.max_connections = 4096
-        self.io_timeout = 30.0
         self.wake_r = self.wake_w = -1
         self.thread = pthread_self()
-        self.graceful_timeout = 30.0
+
+    def __init__(self, config):
+        """The loop's limits come from the Config, which holds every default."""
+        self.io_timeout = config.io_timeout
+        self.graceful_timeout = config.graceful_timeout
+        self.max_connections = config.max_connections
+        self.spool_dir = config.body_buffer_dir
 
     def __dealloc__(self):
         if self.epfd >= 0:

@@ -10,13 +10,16 @@
 # A variable that must be a number and is not (cgiparams) gets a 400 answer and a close.
 from libc.string cimport memchr
 
-from fastgw._http cimport HttpSettings, build_head
-from fastgw._loop cimport BodyReader, Connection, Protocol
+from fastgw._limits cimport ProtocolLimits
+from fastgw._responsehead cimport build_head
+from fastgw._lifecycle cimport RequestProtocol
+from fastgw._loop cimport Connection
+from fastgw._request cimport BodyReader
 
 import logging
 
 from fastgw.cgiparams import request_from_params
-from fastgw.errors import ClientDisconnected, HttpError
+from fastgw.errors import HttpError
 
 log = logging.getLogger("fastgw.error")
 
@@ -115,17 +118,14 @@ def parse_head(bytes data not None, bint uwsgi=False, Py_ssize_t limit=65536):
     return scgi_head(data, len(data), limit)
 
 
-cdef class CgiVarsProtocol(Protocol):
+cdef class CgiVarsProtocol(RequestProtocol):
     """SCGI (uwsgi=False) or uwsgi (uwsgi=True) on one connection; also the responder."""
 
-    cdef object handler
-    cdef HttpSettings settings
+    cdef ProtocolLimits settings
     cdef bint uwsgi
     cdef bint started
-    cdef bint busy
-    cdef object req
 
-    def __cinit__(self, handler, HttpSettings settings not None, bint uwsgi=False):
+    def __cinit__(self, handler, ProtocolLimits settings not None, bint uwsgi=False):
         self.handler = handler
         self.settings = settings
         self.uwsgi = uwsgi
@@ -181,40 +181,14 @@ cdef class CgiVarsProtocol(Protocol):
             self.refuse("413 Content Too Large", f"request body of {body.remaining} bytes is "
                                                  f"larger than {self.settings.body}\n")
             return
-        self.busy = True
-        conn.loop.requests += 1
-        conn.loop.beat()
-        self.head_request = self.req.method == "HEAD"
-        if conn.hand_to_thread(self.call_handler):
-            return
-        self.call_handler()
-        self.after_request()
+        self.begin(self.req, body)
 
-    def call_handler(self):
-        """Run the handler, or the next steps of the producer it parked."""
-        try:
-            self.run_step(self.handler, self.req)
-        except ClientDisconnected:
-            self.conn.close()
-        except Exception:
-            log.exception("internal error while handling %r", self.req)
-            self.conn.close()
-
-    cdef void resume(self) except *:
-        self.after_request()
-
-    cdef void after_request(self) except *:
-        cdef BodyReader body = self.req.body
-        if self.parked is not None and not self.conn.closed:
-            self.await_drain()
-            return
-        self.check_settled()
-        self.busy = False
-        self.req = None
+    cdef void request_ended(self) except *:
         if not self.conn.closed:
             # The whole request read (the body is bounded by CONTENT_LENGTH): the web
             # server sends nothing more, so close at once, without lingering.
-            self.conn.close_after_flush(body.remaining != 0 or self.conn.rend != self.conn.rstart)
+            self.conn.close_after_flush(self.body.remaining != 0
+                                        or self.conn.rend != self.conn.rstart)
 
     cdef void refuse(self, str status, str text) except *:
         """Answer a request the application never sees, then close."""

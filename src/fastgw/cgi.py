@@ -569,7 +569,7 @@ _redirects = threading.local()
 
 def redirected_request(req, location):
     """The GET request a local redirect (Location: /path?query) asks the server to answer."""
-    from fastgw._loop import Request
+    from fastgw._request import Request
 
     raw = location.encode("latin-1")
     path, _, query = raw.partition(b"?")

@@ -11,7 +11,7 @@ accepts digits such as '\xb2' that `int()` refuses, so a bad number is an HttpEr
 """
 from urllib.parse import unquote_to_bytes
 
-from fastgw._loop import Request
+from fastgw._request import Request
 from fastgw.errors import HttpError
 
 # CONTENT_LENGTH is a Py_ssize_t in the body readers; a port is a u16.

@@ -23,7 +23,7 @@ STATUS_TEXT = {400: "400 Bad Request (a '.'/'..' segment, a backslash or a NUL)"
 def request_for(url):
     """A GET Request for `url` (a path, a path?query or http(s)://host/path), decoded as the
     HTTP layer decodes a request target."""
-    from fastgw._loop import Request
+    from fastgw._request import Request
 
     host, scheme, target = "localhost", "http", url
     if "://" in url:

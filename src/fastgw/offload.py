@@ -154,7 +154,7 @@ def refuse(resp, message, *args):
 def internal_request(req, target, path, query):
     """The request the server answers instead of the application: GET (or HEAD) of
     `path`, with the client's headers (Range, If-None-Match...) and no body."""
-    from fastgw._loop import Request
+    from fastgw._request import Request
 
     new = Request()
     new.method = "HEAD" if req.method == "HEAD" else "GET"

@@ -122,11 +122,11 @@ class Router:
 
 
 def body_policies(router, mounts):
-    """The HTTP layer's HttpSettings.body_policy: for a request path, whether its body is
+    """The HTTP layer's ProtocolLimits.body_policy: for a request path, whether its body is
     gathered before the call (most mounts), streamed to the application as it arrives
     (request_buffering = false) or not wanted (static files, or no mount: the answer
     needs no body). None when every path gathers."""
-    from fastgw._http import BodyPolicy
+    from fastgw._limits import BodyPolicy
     policies = {}
     for m in mounts:
         prefix = "" if m.path == "/" else m.wire_path

@@ -9,7 +9,8 @@ import time
 
 from fastgw._bodybuf import buffered as buffered_bodies
 from fastgw._fcgi import FcgiProtocol
-from fastgw._http import HttpProtocol, HttpSettings
+from fastgw._http import HttpProtocol
+from fastgw._limits import ProtocolLimits
 from fastgw._loop import Loop
 from fastgw._scgi import CgiVarsProtocol
 from fastgw.accesslog import AccessLog
@@ -123,21 +124,11 @@ class Worker:
         if config.serving_group is not None:
             from fastgw.groups import GroupService
             handler = GroupService(handler, self.group_auth)
-        settings = HttpSettings(
-            request_line=config.limit_request_line, field_size=config.limit_request_field_size,
-            fields=config.limit_request_fields, head=config.limit_request_head,
-            body=config.limit_request_body, chunk_line=config.limit_chunk_line,
-            trailer=config.limit_trailer_size, header_timeout=config.header_timeout,
-            keepalive_timeout=config.keepalive, proxy_protocol=config.proxy_protocol,
+        settings = ProtocolLimits(
+            config, body_policy=body_policies(router, config.mounts),
             proxy_trusted=(TrustedProxies.from_config(config.proxy_allow_ips)
-                           if config.proxy_protocol else None),
-            buffer_dir=config.body_buffer_dir,
-            body_policy=body_policies(router, config.mounts))
-        loop = self.loop = Loop()
-        loop.io_timeout = config.io_timeout
-        loop.spool_dir = config.body_buffer_dir
-        loop.graceful_timeout = config.graceful_timeout
-        loop.max_connections = config.max_connections
+                           if config.proxy_protocol else None))
+        loop = self.loop = Loop(config)
         loop.tick = self.tick
         if threads > 1:
             self.pool = ThreadPool(threads)

@@ -13,7 +13,7 @@ import stat
 import sys
 
 from fastgw import __version__
-from fastgw._loop import cgi_environ, http_environ
+from fastgw._request import cgi_environ, http_environ
 from fastgw.errors import ClientDisconnected, HttpError
 
 log = logging.getLogger("fastgw.error")
