@@ -72,7 +72,7 @@ def explain(config, url):
     if mount.group:
         group = next(g for g in config.groups if g.name == mount.group)
         lines.append(f"  process group:  {group.describe()}")
-    elif mount.kind == "app":
+    elif KINDS[mount.kind].wsgi:
         lines.append("  process group:  none: the front workers run the application")
     lines += auth_lines(route, config)
     if mount.internal:
