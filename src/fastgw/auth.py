@@ -23,7 +23,6 @@ import logging
 import threading
 
 from fastgw.authconfig import split_hook
-from fastgw.groupauth import GroupAuthHook
 
 log = logging.getLogger("fastgw.error")
 
@@ -104,18 +103,17 @@ class AuthGate:
     """The handler of a mount with `auth`: checks the credentials, then calls `inner`.
 
     `environ_of(req)` builds the environ handed to the hooks (the one a WSGI app would
-    see); `takes_environ`: `inner` is a WSGI handler, called with REMOTE_USER and
-    AUTH_TYPE as extra environ entries instead of CGI params on the request."""
+    see); `hooks`: the hooks when they run elsewhere (groupauth.GroupAuthHook.pair),
+    else they are imported here; `takes_environ`: `inner` is a WSGI handler, called with
+    REMOTE_USER and AUTH_TYPE as extra environ entries instead of CGI params."""
 
-    def __init__(self, inner, auth, environ_of, where="", group_socket=None, prefix="",
-                 takes_environ=False):
+    def __init__(self, inner, auth, environ_of, where="", hooks=None, takes_environ=False):
         self.inner = inner
         self.auth = auth
         self.where = where or "mount"
-        if group_socket is not None:
-            # auth.group: the hooks run in that process group's processes.
-            self.check_password, self.groups_for_user = GroupAuthHook.pair(
-                group_socket, auth.group, prefix)
+        if hooks is not None:
+            # auth.group: (check_password, groups_for_user) asking that process group.
+            self.check_password, self.groups_for_user = hooks
         else:
             self.check_password = Hook(auth.check_password, f"{self.where}: auth.check_password")
             self.groups_for_user = (Hook(auth.groups_for_user,

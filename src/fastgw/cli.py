@@ -142,6 +142,8 @@ def build_parser():
 
 
 def add_serve_arguments(serve):
+    first = default("binds")[0]
+    default_bind = f"{first.host}:{first.port}"
     serve.add_argument("app", metavar="APP", nargs="?",
                        help="the WSGI application mounted at '/': module:attribute (dotted "
                             "attribute allowed), module:factory() or module (attribute "
@@ -175,7 +177,7 @@ def add_serve_arguments(serve):
                             "inherited socket; fd://NAME for a systemd socket); prefix "
                             "fastcgi://, scgi:// or uwsgi:// to speak that protocol to a web "
                             "server in front (e.g. fastcgi://unix:/run/app.sock); repeatable "
-                            "(default 127.0.0.1:8000, or the sockets systemd passed)")
+                            f"(default {default_bind}, or the sockets systemd passed)")
     serve.add_argument("-w", "--workers", type=positive_int, default=default("workers"),
                        help="number of worker processes (default: number of CPUs, %(default)s)")
     serve.add_argument("--chdir", metavar="DIR", help="change to DIR before importing the app")
@@ -272,7 +274,8 @@ def add_serve_arguments(serve):
     ops.add_argument("--proxy-allow-ips", action="append", default=[], metavar="CIDRS",
                      help="with --proxy-protocol, the peers allowed to send the header "
                           "(others are refused): comma-separated addresses or networks, * "
-                          "for all (default 127.0.0.1,::1); repeatable")
+                          f"for all (default {','.join(default('proxy_allow_ips'))}); "
+                          "repeatable")
     ops.add_argument("--forwarded-allow-ips", action="append", default=[], metavar="CIDRS",
                      help="trust X-Forwarded-For/-Proto/-Host and Forwarded from these peers: "
                           "comma-separated addresses or networks, * for all, unix for "

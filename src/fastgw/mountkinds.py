@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 from fastgw.auth import AuthGate
 from fastgw.cgi import CgiScripts
+from fastgw.groupauth import GroupAuthHook
 from fastgw.mountlines import (describe_app, describe_auth, describe_gateway, describe_static,
                                gateway_lines, static_lines)
 from fastgw.offload import Offload
@@ -126,8 +127,9 @@ def build_router(mounts, build):
             return handler
         group = guard.auth.group
         return AuthGate(handler, guard.auth, environ_of, guard.source or f"mount {guard.path!r}",
-                        group_socket=build.group_sockets[group] if group else None,
-                        prefix=guard.wire_path, takes_environ=KINDS[route.mount.kind].wsgi)
+                        hooks=GroupAuthHook.pair(build.group_sockets[group], group,
+                                                 guard.wire_path) if group else None,
+                        takes_environ=KINDS[route.mount.kind].wsgi)
 
     routes = route_table(mounts)
     router = table_router(routes, make_handler)
