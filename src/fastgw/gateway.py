@@ -272,7 +272,7 @@ class Gateway(abc.ABC):
     """
 
     bad_output_status = 502
-    # Set by build_router: where local redirects go.
+    # Set by mountkinds.build_router: where local redirects go.
     router = None
 
     def __init__(self, params=(), timeout=60.0, where="mount"):

@@ -10,7 +10,7 @@ become HTTP_* parameters); fastgw.groups answers them in the group.
 import json
 import time
 
-from fastgw.gateway import GatewayError
+from fastgw.errors import GatewayError
 from fastgw.upstream import FastCgiUpstream
 
 # Parameters of an auth hook call from the front to a group (see module docstring).

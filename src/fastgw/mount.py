@@ -50,7 +50,7 @@ class Mount:
     params: Tuple[Tuple[str, str], ...] = ()
     split_path_info: Optional[str] = None
     timeout: Optional[float] = None
-    # HTTP Basic authentication in front of any mount (an auth.AuthConfig, docs/django.md).
+    # HTTP Basic authentication in front of any mount (an authconfig.AuthConfig, docs/django.md).
     auth: Optional[object] = None
     # Static mounts: Django's staticfiles.json (relative to the directory) for cache headers.
     manifest: Optional[str] = None

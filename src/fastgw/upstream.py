@@ -98,7 +98,7 @@ def scgi_request(env, length):
 
 
 def parse_address(text):
-    """'unix:/run/php.sock' or 'tcp://host:port' (as config.parse_upstream writes them) ->
+    """'unix:/run/php.sock' or 'tcp://host:port' (as addresses.parse_upstream writes them) ->
     (family, address)."""
     if text.startswith("unix:"):
         return socket.AF_UNIX, text[5:]
