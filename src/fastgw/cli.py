@@ -141,6 +141,19 @@ def build_parser():
     return parser
 
 
+# The request limits: flag, its type, what it limits and the answer past it.
+LIMIT_FLAGS = (
+    ("--limit-request-line", positive_int, "longest request line, else 414"),
+    ("--limit-request-field-size", positive_int, "longest header field line, else 431"),
+    ("--limit-request-fields", positive_int, "most header fields, else 431"),
+    ("--limit-request-head", positive_int, "largest request head (line and fields), else 431"),
+    ("--limit-request-body", non_negative_int,
+     "largest request body, also chunked, else 413; 0 = no limit"),
+    ("--limit-chunk-line", positive_int, "longest chunk-size line with its extensions, else 400"),
+    ("--limit-trailer-size", positive_int, "largest trailer section of a chunked body, else 400"),
+)
+
+
 def add_serve_arguments(serve):
     first = default("binds")[0]
     default_bind = f"{first.host}:{first.port}"
@@ -281,31 +294,9 @@ def add_serve_arguments(serve):
                           "comma-separated addresses or networks, * for all, unix for "
                           "UNIX-socket peers; repeatable")
     limits = serve.add_argument_group("request limits (bytes unless noted)")
-    limits.add_argument("--limit-request-line", type=positive_int,
-                        default=default("limit_request_line"), metavar="N",
-                        help="longest request line, else 414 (default %(default)g)")
-    limits.add_argument("--limit-request-field-size", type=positive_int,
-                        default=default("limit_request_field_size"), metavar="N",
-                        help="longest header field line, else 431 (default %(default)g)")
-    limits.add_argument("--limit-request-fields", type=positive_int,
-                        default=default("limit_request_fields"), metavar="N",
-                        help="most header fields, else 431 (default %(default)g)")
-    limits.add_argument("--limit-request-head", type=positive_int,
-                        default=default("limit_request_head"), metavar="N",
-                        help="largest request head (line and fields), else 431 "
-                             "(default %(default)g)")
-    limits.add_argument("--limit-request-body", type=non_negative_int,
-                        default=default("limit_request_body"), metavar="N",
-                        help="largest request body, also chunked, else 413; 0 = no limit "
-                             "(default %(default)g)")
-    limits.add_argument("--limit-chunk-line", type=positive_int,
-                        default=default("limit_chunk_line"), metavar="N",
-                        help="longest chunk-size line with its extensions, else 400 "
-                             "(default %(default)g)")
-    limits.add_argument("--limit-trailer-size", type=positive_int,
-                        default=default("limit_trailer_size"), metavar="N",
-                        help="largest trailer section of a chunked body, else 400 "
-                             "(default %(default)g)")
+    for flag, kind, text in LIMIT_FLAGS:
+        limits.add_argument(flag, type=kind, default=default(flag[2:].replace("-", "_")),
+                            metavar="N", help=text + " (default %(default)g)")
 
 
 def server_options(command_parser):
