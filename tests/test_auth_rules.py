@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from fastgw.auth import AuthConfig
+from fastgw.authconfig import AuthConfig
 from fastgw.config import Config, Mount
 from fastgw.errors import ConfigError
 from fastgw.router import route_table, table_router

@@ -246,3 +246,57 @@ def test_user_error_leaves_no_processes(tmp_path):
                                        proc.stderr.decode("utf-8", "replace"))]
     wait_until(lambda: not any(pid_alive(p) for p in pids), 10,
                message="workers of the failed start to exit: %r" % pids)
+
+
+def documented_defaults():
+    """(where, Config field, default cell) of the option tables of README.md and of the
+    [server] table of docs/config.md."""
+    from fastgw.cli import build_parser, server_options
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    options = server_options(build_parser().commands["serve"])
+    by_flag = {option.flag: option.dest for option in options.values()}
+    rows = []
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as fh:
+        for line in fh:
+            match = re.match(r"\| `[^|]*?(--[a-z-]+)[^|]*` \| ([^|]*) \|", line)
+            if match and match.group(1) in by_flag:
+                rows.append(("README.md " + match.group(1), by_flag[match.group(1)],
+                             match.group(2).strip()))
+    with open(os.path.join(root, "docs", "config.md"), encoding="utf-8") as fh:
+        for line in fh:
+            match = re.match(r"\| `(\w+)` \| `[^|]*` \| [^|]* \| ([^|]*) \|", line)
+            if match and match.group(1) in options:
+                rows.append(("docs/config.md " + match.group(1), options[match.group(1)].dest,
+                             match.group(2).strip()))
+    return rows
+
+
+def test_documented_defaults_are_the_config_defaults():
+    # Config's field defaults are the one table of defaults; the docs must say the same.
+    from fastgw.addresses import parse_bind
+    from fastgw.config import Config, default
+
+    fields = Config.__dataclass_fields__
+    compared = []
+    for where, dest, cell in documented_defaults():
+        name = dest if dest in fields else dest + "s"
+        if name not in fields:
+            continue  # a flag that is not a setting of its own (--keep-locale, --x-sendfile-root)
+        value = default(name)
+        number = re.fullmatch(r"(\d+(?:\.\d+)?)(?: \(.*\))?", cell)
+        text = re.match(r'`"?([^`"]+)"?`', cell)
+        if number:
+            assert float(number.group(1)) == value, (where, cell, value)
+        elif text and name == "binds":
+            assert (parse_bind(text.group(1)),) == value, (where, cell, value)
+        elif text:
+            shown = ",".join(value) if type(value) is tuple else value
+            assert text.group(1) == shown, (where, cell, value)
+        elif cell in ("off", "none", "false"):
+            assert not value, (where, cell, value)
+        else:
+            continue  # said in words: "number of CPUs", "stderr", "umask"...
+        compared.append(where)
+    # Both tables hold the numbers (limits, timeouts, counts): most rows are compared.
+    assert len(compared) >= 40, compared

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 from fastgw.configfile import toml_value
 from fastgw.errors import ApacheConfigError
-from fastgw.groups import GROUP_KEYS
+from fastgw.groupconfig import GROUP_KEYS
 
 # Sections whose contents apply to the whole server (fastgw serves one site).
 TRANSPARENT = frozenset({"virtualhost", "ifmodule", "ifdefine", "ifversion"})

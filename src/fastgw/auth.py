@@ -21,80 +21,13 @@ import binascii
 import importlib
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Optional
 
-from fastgw.errors import ConfigError
+from fastgw.authconfig import split_hook
 
 log = logging.getLogger("fastgw.error")
 
-AUTH_KEYS = ("realm", "check_password", "groups_for_user", "require_group", "group")
 UNAUTHORIZED_BODY = b"401 Unauthorized\n"
 ERROR_BODY = b"500 Internal Server Error\n"
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    """The `auth = { ... }` table of a mount."""
-
-    check_password: str
-    realm: str = "fastgw"
-    groups_for_user: Optional[str] = None
-    require_group: Optional[str] = None
-    # The process group whose processes run the hooks (Django set up there); None: in the
-    # front worker.
-    group: Optional[str] = None
-
-    @classmethod
-    def from_table(cls, table, where):
-        """A TOML inline table -> AuthConfig; errors name `where` and the key."""
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: auth must be a table, e.g. auth = {{ realm = \"Staff\", "
-                              f"check_password = \"mysite.wsgi:check_password\" }}")
-        for key, value in table.items():
-            if key not in AUTH_KEYS:
-                raise ConfigError(f"{where}: unknown key {key!r} in auth; allowed keys: "
-                                  f"{', '.join(AUTH_KEYS)}")
-            if not isinstance(value, str):
-                raise ConfigError(f"{where}: auth.{key} must be a string")
-        if "check_password" not in table:
-            raise ConfigError(f"{where}: auth needs check_password = \"module:function\", e.g. "
-                              f"\"django.contrib.auth.handlers.modwsgi:check_password\"")
-        return cls(**table).checked(where)
-
-    def checked(self, where):
-        for key in ("check_password", "groups_for_user"):
-            spec = getattr(self, key)
-            if spec is not None:
-                split_hook(spec, f"{where}: auth.{key}")
-        if not self.realm or any(c < " " or c in '"\\\x7f' for c in self.realm):
-            raise ConfigError(f"{where}: auth.realm {self.realm!r} must be a non-empty name "
-                              f"without quotes, backslashes or control characters")
-        if self.require_group is not None and self.groups_for_user is None:
-            raise ConfigError(f"{where}: auth.require_group needs groups_for_user = "
-                              f"\"module:function\" to find the user's groups")
-        if self.groups_for_user is not None and self.require_group is None:
-            raise ConfigError(f"{where}: auth.groups_for_user is only used with "
-                              f"require_group = \"GROUP\"; add it or remove groups_for_user")
-        return self
-
-    def describe(self):
-        text = f"auth realm={self.realm!r} check_password={self.check_password}"
-        if self.require_group is not None:
-            text += f" require_group={self.require_group!r}"
-        if self.group is not None:
-            text += f" in group {self.group}"
-        return text
-
-
-def split_hook(spec, where):
-    """'package.module:function' -> (module, attribute path)."""
-    module, sep, name = spec.partition(":")
-    parts = module.split(".") + name.split(".")
-    if not sep or not all(p.isidentifier() for p in parts):
-        raise ConfigError(f"{where} {spec!r}: expected module:function, e.g. "
-                          f"django.contrib.auth.handlers.modwsgi:check_password")
-    return module, name
 
 
 class Hook:
@@ -167,27 +100,27 @@ def strip_authorization(req):
 
 
 class AuthGate:
-    """The handler of a mount with `auth`: checks the credentials, then calls `inner`."""
+    """The handler of a mount with `auth`: checks the credentials, then calls `inner`.
 
-    def __init__(self, inner, auth, where="", group_socket=None, prefix=""):
-        from fastgw.wsgi import WsgiHandler
+    `environ_of(req)` builds the environ handed to the hooks (the one a WSGI app would
+    see); `hooks`: the hooks when they run elsewhere (groupauth.GroupAuthHook.pair),
+    else they are imported here; `takes_environ`: `inner` is a WSGI handler, called with
+    REMOTE_USER and AUTH_TYPE as extra environ entries instead of CGI params."""
 
+    def __init__(self, inner, auth, environ_of, where="", hooks=None, takes_environ=False):
         self.inner = inner
         self.auth = auth
         self.where = where or "mount"
-        if group_socket is not None:
-            # auth.group: the hooks run in that process group's processes.
-            from fastgw.groups import GroupAuthHook
-            self.check_password, self.groups_for_user = GroupAuthHook.pair(
-                group_socket, auth.group, prefix)
+        if hooks is not None:
+            # auth.group: (check_password, groups_for_user) asking that process group.
+            self.check_password, self.groups_for_user = hooks
         else:
             self.check_password = Hook(auth.check_password, f"{self.where}: auth.check_password")
             self.groups_for_user = (Hook(auth.groups_for_user,
                                          f"{self.where}: auth.groups_for_user")
                                     if auth.groups_for_user else None)
-        self.wsgi = type(inner) is WsgiHandler
-        # Builds the environ handed to the hooks (the same one a WSGI app would see).
-        self.environ_builder = WsgiHandler(None)
+        self.wsgi = takes_environ
+        self.environ_of = environ_of
         self.challenge = [("WWW-Authenticate", f'Basic realm="{auth.realm}", charset="UTF-8"'),
                           ("Content-Type", "text/plain; charset=utf-8")]
 
@@ -201,7 +134,7 @@ class AuthGate:
             return self.refuse(resp)
         user, password, raw_user = credentials
         try:
-            environ = self.environ_builder.environ(req)
+            environ = self.environ_of(req)
             environ.pop("HTTP_AUTHORIZATION", None)
             allowed = self.check_password(environ, user, password)
             if allowed is True and self.auth.require_group is not None:

@@ -7,18 +7,30 @@ given on the command line replace the file's, --env adds to them, and a mount
 given on the command line replaces the file's mount of the same prefix.
 """
 import argparse
+import dataclasses
+import logging
 import os
 import sys
 
-from fastgw import __version__
+from fastgw import __version__, apacheconf, configfile, gunicornconf, uwsgiconf
 from fastgw.activation import default_binds
-from fastgw.config import (LOG_LEVELS, Config, Mount, fs_str, parse_bind, parse_env,
-                           parse_mount_arg)
+from fastgw.addresses import parse_bind
+from fastgw.config import LOG_LEVELS, Config, default, parse_env
+from fastgw.configfile import Option, toml_value
+from fastgw.errorlog import setup_error_log
 from fastgw.errors import ConfigError, FastgwError
+from fastgw.explain import explain as explain_url
+from fastgw.loader import prepare_import_path
+from fastgw.master import Master
+from fastgw.mount import Mount, parse_mount_arg
+from fastgw.mountkinds import describe_mount
+from fastgw.paths import fs_str
+from fastgw.upgrade import Upgrader
+from fastgw.utf8mode import restart_in_utf8_mode
 
-# The `import-*` commands: the module whose translate() prints the fastgw.toml.
-IMPORTERS = {"import-apache": "fastgw.apacheconf", "import-uwsgi": "fastgw.uwsgiconf",
-             "import-gunicorn": "fastgw.gunicornconf"}
+# The `import-*` commands: the translate() that prints the fastgw.toml.
+IMPORTERS = {"import-apache": apacheconf.translate, "import-uwsgi": uwsgiconf.translate,
+             "import-gunicorn": gunicornconf.translate}
 # Arguments that are not [server] keys of a config file.
 NOT_SERVER_KEYS = frozenset({"help", "app", "config", "mount", "static", "cgi", "fastcgi", "scgi"})
 
@@ -129,7 +141,22 @@ def build_parser():
     return parser
 
 
+# The request limits: flag, its type, what it limits and the answer past it.
+LIMIT_FLAGS = (
+    ("--limit-request-line", positive_int, "longest request line, else 414"),
+    ("--limit-request-field-size", positive_int, "longest header field line, else 431"),
+    ("--limit-request-fields", positive_int, "most header fields, else 431"),
+    ("--limit-request-head", positive_int, "largest request head (line and fields), else 431"),
+    ("--limit-request-body", non_negative_int,
+     "largest request body, also chunked, else 413; 0 = no limit"),
+    ("--limit-chunk-line", positive_int, "longest chunk-size line with its extensions, else 400"),
+    ("--limit-trailer-size", positive_int, "largest trailer section of a chunked body, else 400"),
+)
+
+
 def add_serve_arguments(serve):
+    first = default("binds")[0]
+    default_bind = f"{first.host}:{first.port}"
     serve.add_argument("app", metavar="APP", nargs="?",
                        help="the WSGI application mounted at '/': module:attribute (dotted "
                             "attribute allowed), module:factory() or module (attribute "
@@ -163,8 +190,8 @@ def add_serve_arguments(serve):
                             "inherited socket; fd://NAME for a systemd socket); prefix "
                             "fastcgi://, scgi:// or uwsgi:// to speak that protocol to a web "
                             "server in front (e.g. fastcgi://unix:/run/app.sock); repeatable "
-                            "(default 127.0.0.1:8000, or the sockets systemd passed)")
-    serve.add_argument("-w", "--workers", type=positive_int, default=os.cpu_count() or 1,
+                            f"(default {default_bind}, or the sockets systemd passed)")
+    serve.add_argument("-w", "--workers", type=positive_int, default=default("workers"),
                        help="number of worker processes (default: number of CPUs, %(default)s)")
     serve.add_argument("--chdir", metavar="DIR", help="change to DIR before importing the app")
     serve.add_argument("--pythonpath", metavar="DIRS", default="",
@@ -172,41 +199,54 @@ def add_serve_arguments(serve):
                             "like mod_wsgi's WSGIPythonPath")
     serve.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                        help="set an environment variable for the app; repeatable")
-    serve.add_argument("--backlog", type=positive_int, default=2048,
+    serve.add_argument("--backlog", type=positive_int, default=default("backlog"),
                        help="listen(2) backlog (default %(default)s)")
-    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default=default("log_level"),
                        help="error log level (default %(default)s)")
     serve.add_argument("--access-log", metavar="FILE",
                        help="write an access log (Apache combined format) to FILE, '-' for stdout")
-    serve.add_argument("--keepalive", type=seconds, default=5.0, metavar="SECONDS",
-                       help="close idle keep-alive connections after this long (default 5)")
-    serve.add_argument("--graceful-timeout", type=seconds, default=30.0, metavar="SECONDS",
-                       help="on SIGTERM, how long requests in flight may take (default 30)")
-    serve.add_argument("--header-timeout", type=seconds, default=10.0, metavar="SECONDS",
-                       help="a request head must arrive within this long, else 408 (default 10)")
-    serve.add_argument("--io-timeout", type=seconds, default=30.0, metavar="SECONDS",
+    serve.add_argument("--keepalive", type=seconds, default=default("keepalive"),
+                       metavar="SECONDS",
+                       help="close idle keep-alive connections after this long "
+                            "(default %(default)g)")
+    serve.add_argument("--graceful-timeout", type=seconds, default=default("graceful_timeout"),
+                       metavar="SECONDS",
+                       help="on SIGTERM, how long requests in flight may take "
+                            "(default %(default)g)")
+    serve.add_argument("--header-timeout", type=seconds, default=default("header_timeout"),
+                       metavar="SECONDS",
+                       help="a request head must arrive within this long, else 408 "
+                            "(default %(default)g)")
+    serve.add_argument("--io-timeout", type=seconds, default=default("io_timeout"),
+                       metavar="SECONDS",
                        help="how long a request may wait for the client to send more of its "
-                            "body or to take more of the response (default 30)")
+                            "body or to take more of the response (default %(default)g)")
     serve.add_argument("--body-buffer-dir", metavar="DIR",
                        help="where request bodies larger than memory allows wait, in unlinked "
                             "temporary files, until the application is called; also where "
                             "responses a slow client lags behind spill (default: the "
                             "system's temporary directory)")
-    serve.add_argument("--max-connections", type=positive_int, default=4096, metavar="N",
+    serve.add_argument("--max-connections", type=positive_int, default=default("max_connections"),
+                       metavar="N",
                        help="open connections per worker; beyond it accepting pauses "
-                            "(default 4096)")
+                            "(default %(default)g)")
     process = serve.add_argument_group("process model")
-    process.add_argument("--threads", type=positive_int, default=1, metavar="N",
+    process.add_argument("--threads", type=positive_int, default=default("threads"), metavar="N",
                          help="application threads per worker; 1 runs the app inline on the "
-                              "event loop (fastest), N > 1 lets blocking apps overlap (default 1)")
-    process.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS",
+                              "event loop (fastest), N > 1 lets blocking apps overlap "
+                              "(default %(default)g)")
+    process.add_argument("--timeout", type=seconds, default=default("timeout"), metavar="SECONDS",
                          help="kill (after dumping its stacks) a worker whose request runs "
-                              "longer; 0 = never (default 30)")
-    process.add_argument("--max-requests", type=non_negative_int, default=0, metavar="N",
+                              "longer; 0 = never (default %(default)g)")
+    process.add_argument("--max-requests", type=non_negative_int, default=default("max_requests"),
+                         metavar="N",
                          help="restart a worker gracefully after about N requests; 0 = never")
-    process.add_argument("--max-requests-jitter", type=non_negative_int, default=0, metavar="N",
-                         help="add a random 0..N to --max-requests per worker (default 0)")
-    process.add_argument("--reload-on-rss", type=non_negative_int, default=0, metavar="MIB",
+    process.add_argument("--max-requests-jitter", type=non_negative_int,
+                         default=default("max_requests_jitter"), metavar="N",
+                         help="add a random 0..N to --max-requests per worker "
+                              "(default %(default)g)")
+    process.add_argument("--reload-on-rss", type=non_negative_int,
+                         default=default("reload_on_rss"), metavar="MIB",
                          help="replace a worker gracefully once its resident memory passed MIB "
                               "mebibytes after a request (against slow leaks); 0 = never")
     process.add_argument("--pid", metavar="FILE", help="write the master's pid to FILE")
@@ -224,7 +264,7 @@ def add_serve_arguments(serve):
                               "locale even when it is not UTF-8, instead of restarting fastgw "
                               "in Python's UTF-8 mode")
     ops = serve.add_argument_group("operations (docs/operations.md)")
-    ops.add_argument("--access-log-format", metavar="FORMAT", default="combined",
+    ops.add_argument("--access-log-format", metavar="FORMAT", default=default("access_log_format"),
                      help="combined (default), common, json (one object per line), or a "
                           "format string of Apache directives, e.g. '%%h \"%%r\" %%>s %%D'")
     ops.add_argument("--error-log", metavar="FILE",
@@ -235,9 +275,10 @@ def add_serve_arguments(serve):
     ops.add_argument("--metrics", metavar="ADDRESS",
                      help="serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, "
                           "e.g. 127.0.0.1:9100")
-    ops.add_argument("--drain-seconds", type=seconds, default=0.0, metavar="SECONDS",
+    ops.add_argument("--drain-seconds", type=seconds, default=default("drain_seconds"),
+                     metavar="SECONDS",
                      help="on SIGTERM, keep serving this long while /readyz says 503, then "
-                          "stop gracefully (default 0)")
+                          "stop gracefully (default %(default)g)")
     ops.add_argument("--reuse-port", action="store_true",
                      help="set SO_REUSEPORT on TCP listeners (start a new fastgw on the "
                           "same port before stopping the old one)")
@@ -246,35 +287,20 @@ def add_serve_arguments(serve):
     ops.add_argument("--proxy-allow-ips", action="append", default=[], metavar="CIDRS",
                      help="with --proxy-protocol, the peers allowed to send the header "
                           "(others are refused): comma-separated addresses or networks, * "
-                          "for all (default 127.0.0.1,::1); repeatable")
+                          f"for all (default {','.join(default('proxy_allow_ips'))}); "
+                          "repeatable")
     ops.add_argument("--forwarded-allow-ips", action="append", default=[], metavar="CIDRS",
                      help="trust X-Forwarded-For/-Proto/-Host and Forwarded from these peers: "
                           "comma-separated addresses or networks, * for all, unix for "
                           "UNIX-socket peers; repeatable")
     limits = serve.add_argument_group("request limits (bytes unless noted)")
-    limits.add_argument("--limit-request-line", type=positive_int, default=8190, metavar="N",
-                        help="longest request line, else 414 (default 8190)")
-    limits.add_argument("--limit-request-field-size", type=positive_int, default=8190,
-                        metavar="N", help="longest header field line, else 431 (default 8190)")
-    limits.add_argument("--limit-request-fields", type=positive_int, default=100, metavar="N",
-                        help="most header fields, else 431 (default 100)")
-    limits.add_argument("--limit-request-head", type=positive_int, default=65536, metavar="N",
-                        help="largest request head (line and fields), else 431 (default 65536)")
-    limits.add_argument("--limit-request-body", type=non_negative_int, default=0, metavar="N",
-                        help="largest request body, also chunked, else 413; 0 = no limit "
-                             "(default 0)")
-    limits.add_argument("--limit-chunk-line", type=positive_int, default=4096, metavar="N",
-                        help="longest chunk-size line with its extensions, else 400 "
-                             "(default 4096)")
-    limits.add_argument("--limit-trailer-size", type=positive_int, default=8192, metavar="N",
-                        help="largest trailer section of a chunked body, else 400 "
-                             "(default 8192)")
+    for flag, kind, text in LIMIT_FLAGS:
+        limits.add_argument(flag, type=kind, default=default(flag[2:].replace("-", "_")),
+                            metavar="N", help=text + " (default %(default)g)")
 
 
 def server_options(command_parser):
     """The [server] keys of a config file: one per flag of `serve`."""
-    from fastgw.configfile import Option
-
     options = {}
     for action in command_parser._actions:
         if not action.option_strings or action.dest in NOT_SERVER_KEYS:
@@ -296,8 +322,6 @@ def parse_command_line(argv=None):
         return parser, args, None
     file_config = None
     if args.config:
-        from fastgw import configfile
-
         command_parser = parser.commands[args.command]
         options = server_options(command_parser)
         file_config = configfile.load(args.config, options)
@@ -347,8 +371,8 @@ def config_from_args(args, file_config=None):
         groups=tuple(file_config.groups) if file_config is not None else (),
         config_file=file_config.path if file_config is not None else None,
         sources=sources,
-        binds=tuple(parse_bind(b, bind_where)
-                    for b in (binds or default_binds() or ["127.0.0.1:8000"])),
+        binds=(tuple(parse_bind(b, bind_where) for b in (binds or default_binds()))
+               or default("binds")),
         workers=args.workers,
         chdir=args.chdir,
         pythonpath=tuple(p for p in args.pythonpath.split(":") if p),
@@ -388,14 +412,12 @@ def config_from_args(args, file_config=None):
         reuse_port=args.reuse_port,
         unix_socket_mode=args.unix_socket_mode,
         forwarded_allow_ips=tuple(args.forwarded_allow_ips),
-        proxy_allow_ips=tuple(args.proxy_allow_ips) or ("127.0.0.1,::1",),
+        proxy_allow_ips=tuple(args.proxy_allow_ips) or default("proxy_allow_ips"),
     )
 
 
 def with_sendfile_roots(mounts, roots):
     """--x-sendfile-root: the roots of every app mount that has none of its own."""
-    import dataclasses
-
     if not any(m.kind in ("app", "group") for m in mounts):
         raise ConfigError("--x-sendfile-root: no application is mounted; it names the "
                           "directories an application's X-Sendfile may send files from")
@@ -405,13 +427,6 @@ def with_sendfile_roots(mounts, roots):
 
 
 def serve(config, reload_config=None, locale_warning=None):
-    import logging
-
-    from fastgw.errorlog import setup_error_log
-    from fastgw.loader import prepare_import_path
-    from fastgw.master import Master
-    from fastgw.upgrade import Upgrader
-
     upgrader = Upgrader()  # before --chdir: a new master starts where this one did
     setup_error_log(config.log_level, config.error_log)
     if locale_warning:
@@ -489,9 +504,6 @@ def printable_stdout():
 
 def check(config, args):
     """`fastgw check`: the configuration is valid; print the routing table and the settings."""
-    from fastgw.configfile import toml_value
-    from fastgw.explain import describe_mount
-
     out = printable_stdout()
     where = f" ({config.config_file} and the command line)" if config.config_file else ""
     out.write(f"fastgw: configuration OK{where}\n\n")
@@ -525,9 +537,7 @@ def main(argv=None):
             parser.print_help(sys.stderr)
             return 2
         if args.command in IMPORTERS:
-            import importlib
-
-            translate = importlib.import_module(IMPORTERS[args.command]).translate
+            translate = IMPORTERS[args.command]
             text = translate(args.file, args.app) if args.command == "import-gunicorn" \
                 else translate(args.file)
             # TOML is UTF-8 whatever the locale.
@@ -537,11 +547,8 @@ def main(argv=None):
         if args.command == "check":
             return check(config, args)
         if args.command == "explain":
-            from fastgw.explain import explain
-            printable_stdout().write(explain(config, args.url))
+            printable_stdout().write(explain_url(config, args.url))
             return 0
-        from fastgw.utf8mode import restart_in_utf8_mode
-
         # After validation: a bad configuration fails at once with its own error.
         locale_warning = restart_in_utf8_mode(args.keep_locale)
         return serve(config, config_reloader(argv), locale_warning)

@@ -16,8 +16,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
-from fastgw.config import Mount, fs_str
+from fastgw.authconfig import AuthConfig
 from fastgw.errors import ConfigError
+from fastgw.groupconfig import GROUP_KEYS, Group
+from fastgw.mount import Mount
+from fastgw.paths import fs_str
 
 # [server] keys holding file system paths, resolved against the file's directory.
 PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log", "body_buffer_dir",
@@ -126,7 +129,6 @@ def load(path, options):
     if not isinstance(groups, list):
         raise ConfigError(f"{label}: [group] must be written [[group]] (an array of tables, "
                           f"one per process group)")
-    from fastgw.groups import parse_group_table
     for number, entry in enumerate(groups, 1):
         config.groups.append(parse_group_table(entry, number, label,
                                                lambda path: resolve(base, path)))
@@ -216,6 +218,45 @@ def string_table(value, where, example):
     return tuple(value.items())
 
 
+def parse_group_table(entry, number, label, resolve):
+    """One [[group]] table of a config file -> Group; `resolve` makes paths absolute."""
+    where = f"{label}: [[group]] #{number}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table")
+    name = entry.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: needs name = \"NAME\" (a string)")
+    where = f"{where} (name = {json.dumps(name)})"
+    for key in entry:
+        if key not in GROUP_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: "
+                              f"{', '.join(GROUP_KEYS)}")
+    values = {"name": name, "source": where}
+    for key in ("processes", "threads"):
+        if key in entry:
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{where}: {key} = {value!r} must be a whole number")
+            values[key] = value
+    for key in ("venv", "chdir", "user", "group"):
+        if key in entry:
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise ConfigError(f"{where}: {key} must be a non-empty string")
+            values[key] = resolve(entry[key]) if key in ("venv", "chdir") else entry[key]
+    if "python_path" in entry:
+        paths = entry["python_path"]
+        if isinstance(paths, str):
+            paths = paths.split(":")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ConfigError(f"{where}: python_path must be a list of directories (or one "
+                              f"string, colon-separated)")
+        values["python_path"] = tuple(resolve(p) for p in paths if p)
+    if "env" in entry:
+        values["env"] = string_table(entry["env"], f"{where}: env",
+                                     'env = { DJANGO_SETTINGS_MODULE = "mysite.settings" }')
+    return Group(**values)
+
+
 def mount_entry(label, number, entry, base):
     """One [[mount]] table -> Mount."""
     where = f"{label}: [[mount]] #{number}"
@@ -280,11 +321,9 @@ def mount_entry(label, number, entry, base):
             if not isinstance(entry[key], bool):
                 raise ConfigError(f"{where}: {key} = {toml_value(entry[key])}: must be true or false")
             options[key] = entry[key]
-    if "index" in entry:
+    if "index" in entry and entry["index"] is not True:  # true: Mount's default index file
         index = entry["index"]
-        if index is True:
-            index = "index.html"
-        elif index is False:
+        if index is False:
             index = None
         elif not isinstance(index, str):
             raise ConfigError(f"{where}: index = {toml_value(index)}: must be a file name "
@@ -298,7 +337,6 @@ def mount_entry(label, number, entry, base):
                               f"file name such as \"staticfiles.json\"")
         options["manifest"] = entry["manifest"]
     if "auth" in entry:
-        from fastgw.auth import AuthConfig
         options["auth"] = AuthConfig.from_table(entry["auth"], where)
     if static is not None and static:
         static = resolve(base, static)

@@ -10,6 +10,8 @@ import os
 import sys
 import time
 
+from fastgw.errors import ConfigError
+
 _target = None
 
 
@@ -23,8 +25,6 @@ def setup_error_log(level, target=None):
     try:
         reopen_error_log()
     except OSError as e:
-        from fastgw.errors import ConfigError
-
         raise ConfigError(f"--error-log {target!r}: cannot open it: {e.strerror}") from None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(UtcFormatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",

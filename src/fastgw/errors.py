@@ -59,3 +59,18 @@ class HttpError(Exception):
     @property
     def status_line(self):
         return f"{self.status} {REASONS.get(self.status, 'Error')}"
+
+
+class GatewayError(Exception):
+    """The back end failed: answered with `status` (None: the gateway's usual one) or cut off."""
+
+    status = None
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class GatewayTimeout(GatewayError):
+    status = 504

@@ -10,7 +10,7 @@ that are gone; the directory goes when the master exits.
 import logging
 import os
 
-from fastgw.config import Bind
+from fastgw.addresses import Bind
 from fastgw.listeners import listen
 
 log = logging.getLogger("fastgw.error")

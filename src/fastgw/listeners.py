@@ -10,6 +10,7 @@ import os
 import socket
 import stat
 
+from fastgw.activation import socket_from_fd
 from fastgw.errors import BindError
 
 HINTS = {
@@ -25,8 +26,6 @@ HINTS = {
 def listen(bind, backlog, reuse_port=False, unix_mode=None):
     """Return a non-blocking listening socket for `bind`, or raise BindError."""
     if getattr(bind, "fd", None) is not None:
-        from fastgw.activation import socket_from_fd
-
         return socket_from_fd(bind.fd, backlog, bind.describe())
     try:
         if bind.path is not None:

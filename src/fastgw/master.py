@@ -12,11 +12,12 @@ start of its oldest running request, or the current time) into a shared page;
 a worker silent for longer than --timeout gets SIGUSR2 (faulthandler dumps its
 threads' stacks to the error log) and then SIGKILL.
 
-Process groups (fastgw.groups) are pools of the same kind of worker, one pool per
-[[group]], each listening on its own private UNIX socket. They boot before the front
-workers (a group that cannot load its application stops the start), are reloaded
-with them, and are told to stop only once the front workers are gone, so a request
-being forwarded to a group still finds it.
+The table of workers, and what the master does to them as a whole, is
+fastgw.workertable. Process groups (fastgw.groups) are pools of the same kind of
+worker, one pool per [[group]], each listening on its own private UNIX socket.
+They boot before the front workers (a group that cannot load its application
+stops the start), are reloaded with them, and are told to stop only once the
+front workers are gone, so a request being forwarded to a group still finds it.
 """
 import dataclasses
 import logging
@@ -25,40 +26,29 @@ import select
 import signal
 import sys
 import time
-from typing import Optional
 
+from fastgw.accesslog import AccessLog
 from fastgw.errorlog import reopen_error_log
 from fastgw.errors import ConfigError, FastgwError
+from fastgw.groupconfig import enter_group
 from fastgw.groupsockets import GroupSockets
 from fastgw.heartbeats import SLOTS as HEARTBEAT_SLOTS, Heartbeats
 from fastgw.listeners import describe_listener, listen
-from fastgw.privileges import preload_handlers, switch_to, wanted_ids
+from fastgw.metrics import MetricsPage, MetricsServer, describe, open_listener
+from fastgw.privileges import switch_to, wanted_ids
+from fastgw.processes import STOP_SIGNALS, describe_status
 from fastgw.sdnotify import ServiceNotifier
 from fastgw.upgrade import Inherited, Upgrader, metrics_key
 from fastgw.worker import BOOT_ERROR, Worker
+from fastgw.workertable import WorkerInfo, WorkerTable
 
 log = logging.getLogger("fastgw.error")
 
-RESPAWN_DELAY = 1.0
-STACK_DUMP_GRACE = 1.0
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 
 
-@dataclasses.dataclass
-class WorkerInfo:
-    pid: int
-    slot: int
-    started: float
-    ready_fd: int = -1
-    timed_out_at: float = 0.0
-    # The process group the worker serves; None for the front workers.
-    pool: Optional[str] = None
-    # How many times it asked for a successor (Heartbeats.ask_replacement), as last seen.
-    asked: int = 0
-
-
-class Master:
+class Master(WorkerTable):
     def __init__(self, config, reload_config=None, upgrader=None):
+        super().__init__()
         self.config = config
         self.reload_config = reload_config
         # SIGUSR2 (fastgw.upgrade): the new master it starts, and what a master started
@@ -66,9 +56,6 @@ class Master:
         self.upgrader = upgrader or Upgrader()
         self.inherited = None
         self.sockets = []
-        self.workers = {}  # pid -> WorkerInfo, the current generation
-        self.retiring = {}  # pid -> WorkerInfo, told to stop (reload, fewer workers)
-        self.retire_deadline = {}
         self.signals = []
         self.deferred = []
         self.worker_ids = None
@@ -114,8 +101,6 @@ class Master:
             self.check_access_log()
             self.write_pid_file()
             self.drop_privileges()
-            if self.pool_ids:
-                preload_handlers()
             self.install_signals()
             if not self.boot_first_worker():
                 return 0 if self.stopping else 1
@@ -171,8 +156,6 @@ class Master:
         bind = self.config.metrics_bind
         if bind is None:
             return
-        from fastgw.metrics import MetricsPage, MetricsServer, describe, open_listener
-
         self.metrics = MetricsPage(HEARTBEAT_SLOTS)
         sock = self.inherited.take(metrics_key(bind)) or open_listener(bind)
         self.metrics_server = MetricsServer(sock, self.metrics, self.readiness)
@@ -184,8 +167,6 @@ class Master:
         path = self.config.access_log
         if not path or path == "-":
             return
-        from fastgw.accesslog import AccessLog
-
         try:
             AccessLog(path, self.config.access_log_format).close()
         except OSError as e:
@@ -292,8 +273,6 @@ class Master:
             return Worker(self.config, self.sockets, master_pid, ready_w, heartbeat=heartbeat,
                           metrics=(self.metrics, slot) if self.metrics is not None else None,
                           group_sockets=self.group_sockets.paths())
-        from fastgw.groups import enter_group
-
         for sock, _ in self.sockets:
             sock.close()
         mine = self.group_sockets[pool]
@@ -487,26 +466,6 @@ class Master:
         for sock, _ in self.sockets:
             sock.close()
 
-    def resize(self, count):
-        log.info("workers: %d -> %d", self.config.workers, count)
-        self.config = dataclasses.replace(self.config, workers=count)
-        front = [info for info in self.workers.values() if info.pool is None]
-        front.sort(key=lambda info: info.started)
-        for info in front[:max(0, len(front) - count)]:
-            self.retire(info)
-
-    def retire(self, info):
-        self.workers.pop(info.pid, None)
-        self.retiring[info.pid] = info
-        self.retire_deadline[info.pid] = time.monotonic() + self.config.graceful_timeout + 1.0
-        if not self.stopping:
-            # the workers that stay take the shared backlog: this one stops accepting now
-            self.heartbeats.mark_replaced(info.slot)
-        try:
-            os.kill(info.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
     def reload(self):
         """SIGHUP: new config, new workers with the app re-imported, then retire the old ones."""
         log.info("SIGHUP: reloading")
@@ -568,54 +527,6 @@ class Master:
                 self.worker_died(info, status, booted)
             self.retire_deadline.pop(pid, None)
 
-    def forget(self, info):
-        self.workers.pop(info.pid, None)
-        self.retiring.pop(info.pid, None)
-        if info.pool is None:
-            self.requests_done += self.heartbeats.read_requests(info.slot)
-        if self.metrics is not None and info.pool is None:
-            self.metrics.release(info.slot)
-        self.heartbeats.give_back(info.slot)
-
-    def worker_died(self, info, status, booted):
-        code = os.waitstatus_to_exitcode(status)
-        if code == 0:
-            log.info("worker %d exited to be replaced", info.pid)
-            return
-        if code == BOOT_ERROR and not booted and not self.config.reload:
-            log.error("worker %d%s could not load the application (error above); stopping",
-                      info.pid, f" of process group {info.pool!r}" if info.pool else "")
-            self.exit_code = 1
-            self.begin_stop("boot failure")
-            return
-        log.warning("worker %d%s exited (%s); starting another", info.pid,
-                    f" of process group {info.pool!r}" if info.pool else "",
-                    describe_status(status))
-        if not booted or time.monotonic() - info.started < RESPAWN_DELAY:
-            self.next_spawn = time.monotonic() + RESPAWN_DELAY
-
-    def check_timeouts(self):
-        now = time.monotonic()
-        for pid, deadline in list(self.retire_deadline.items()):
-            if now > deadline and pid in self.retiring:
-                log.warning("worker %d did not finish within the graceful timeout; killing it", pid)
-                self.kill_worker(self.retiring[pid], signal.SIGKILL)
-        timeout = self.config.timeout
-        if not timeout:
-            return
-        for info in self.all_workers():
-            beat = self.heartbeats.read(info.slot)
-            if info.timed_out_at:
-                if now - info.timed_out_at > STACK_DUMP_GRACE:
-                    self.kill_worker(info, signal.SIGKILL)
-            elif beat and now - beat > timeout:
-                log.error("worker %d: a request has run for more than %g s (--timeout); "
-                          "dumping its stacks and killing it", info.pid, timeout)
-                info.timed_out_at = now
-                if self.metrics is not None:
-                    self.metrics.worker_timeouts += 1
-                self.kill_worker(info, signal.SIGUSR2)
-
     def service_status(self):
         """The STATUS line: front workers serving, requests served since the start."""
         front = [info for info in self.all_workers() if info.pool is None]
@@ -642,36 +553,3 @@ class Master:
         healthy = (any(info.pool is None for info, _ in serving)
                    and all(now - beat <= limit for _, beat in serving))
         self.notifier.watchdog(now, healthy)
-
-    def maintain(self):
-        """Respawn workers that died (after a pause if they die young)."""
-        wanted = {None: self.config.workers}
-        wanted.update((group.name, group.processes) for group in self.config.groups)
-        running = dict.fromkeys(wanted, 0)
-        for info in self.workers.values():
-            running[info.pool] = running.get(info.pool, 0) + 1
-        for pool, count in wanted.items():
-            while running[pool] < count and time.monotonic() >= self.next_spawn:
-                self.spawn(pool=pool)
-                running[pool] += 1
-
-    def kill_worker(self, info, signum):
-        try:
-            os.kill(info.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def all_workers(self):
-        return list(self.workers.values()) + list(self.retiring.values())
-
-    def kill_all(self, signum, front_only=False):
-        for info in self.all_workers():
-            if not front_only or info.pool is None:
-                self.kill_worker(info, signum)
-
-
-def describe_status(status):
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"

@@ -24,6 +24,9 @@ import signal
 import socket
 import threading
 
+from fastgw.listeners import listen
+from fastgw.mountkinds import KINDS
+
 log = logging.getLogger("fastgw.error")
 
 SLOT_BYTES = 4096  # one page per worker: no two workers write the same cache line
@@ -51,7 +54,6 @@ LAST_GAUGE = BODY_DISK
 COUNTER_WORDS = IN_FLIGHT
 assert LAST_GAUGE < SLOT_WORDS
 
-UPSTREAM_KINDS = ("fastcgi", "scgi")
 UPSTREAM_STATUSES = (502, 504)
 
 
@@ -82,7 +84,7 @@ class MetricsPage:
         new mounts (after a reload) get new labels, old ones keep theirs."""
         index, upstream = {}, set()
         for mount in mounts:
-            if mount.kind == "auth":
+            if KINDS[mount.kind].make is None:
                 continue  # a login rule; its requests count for the mount serving them
             label = self.label_index.get(mount.path)
             if label is None:
@@ -95,7 +97,7 @@ class MetricsPage:
                         self.labels.append("other")
                 self.label_index[mount.path] = label
             index[mount_prefix(mount)] = label
-            if mount.kind in UPSTREAM_KINDS:
+            if KINDS[mount.kind].upstream:
                 upstream.add(label)
         return index, frozenset(upstream)
 
@@ -377,8 +379,6 @@ class MetricsServer:
 
 def open_listener(bind):
     """The --metrics listening socket (bound by the master, before it drops privileges)."""
-    from fastgw.listeners import listen
-
     return listen(bind, 64)
 
 

@@ -29,8 +29,8 @@ import os
 import threading
 from urllib.parse import unquote_to_bytes
 
-from fastgw.config import fs_bytes, printable_path
-from fastgw.errors import ConfigError
+from fastgw.paths import fs_bytes
+from fastgw.subrequest import derived_request
 
 log = logging.getLogger("fastgw.error")
 
@@ -42,54 +42,21 @@ DROPPED = frozenset({"content-length", "x-accel-redirect", "x-sendfile"})
 STATIC_WINS = frozenset({"content-range", "etag", "last-modified", "accept-ranges",
                          "content-encoding"})
 # Request headers that describe the original request's body, not the internal one.
-BODY_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding"})
-BODY_PARAMS = ("CONTENT_LENGTH", "CONTENT_TYPE", "SCRIPT_NAME", "PATH_INFO", "REQUEST_URI",
-               "QUERY_STRING", "REQUEST_METHOD", "DOCUMENT_URI")
 ERROR_BODY = b"500 Internal Server Error\n"
 
 _depth = threading.local()
-
-
-def check_mount(mount, where):
-    """`internal` is for static mounts, `x_sendfile_roots` (made absolute here) for apps."""
-    if mount.internal is not False and (mount.static is None or mount.internal is not True):
-        raise ConfigError(f"{where}: internal = {mount.internal!r} only applies to static "
-                          f"mounts and must be true or false")
-    if mount.x_sendfile_roots:
-        if mount.app is None:
-            raise ConfigError(f"{where}: x_sendfile_roots only applies to app mounts")
-        object.__setattr__(mount, "x_sendfile_roots", check_roots(mount.x_sendfile_roots, where))
-
-
-def check_roots(roots, where):
-    """x_sendfile_roots -> absolute directory paths (fastgw's str convention)."""
-    if isinstance(roots, str) or not all(type(r) is str and r for r in roots):
-        raise ConfigError(f"{where}: x_sendfile_roots must be a list of directories")
-    checked = []
-    for root in roots:
-        raw = fs_bytes(root)
-        if b"\0" in raw:
-            raise ConfigError(f"{where}: x_sendfile_roots: {root!r} contains a NUL")
-        raw = os.path.abspath(raw)
-        if not os.path.isdir(raw):
-            raise ConfigError(f"{where}: x_sendfile_roots: {printable_path(root)!r} is not a "
-                              f"directory; give the directory the application's files are in")
-        checked.append(raw.decode("utf-8", "surrogateescape"))
-    return tuple(checked)
 
 
 class Offload:
     """What an app mount's handler calls when a response carries X-Accel-Redirect or
     X-Sendfile: `router` answers internal URLs, `roots` are its x_sendfile_roots."""
 
-    def __init__(self, router, roots=()):
-        from fastgw.static import StaticFiles
-
+    def __init__(self, router, roots=(), files_below=None):
+        """`files_below(root)`: the handler serving the files below a root (StaticFiles,
+        given by the worker's router so that handlers do not import each other)."""
         self.router = router
         # (the root with a trailing slash, the handler serving files below it)
-        self.roots = [(fs_bytes(root).rstrip(b"/") + b"/",
-                       StaticFiles(root, index=None, dotfiles=True, precompressed=False))
-                      for root in roots]
+        self.roots = [(fs_bytes(root).rstrip(b"/") + b"/", files_below(root)) for root in roots]
 
     def __call__(self, req, ex):
         name, value = ex.offload
@@ -154,28 +121,8 @@ def refuse(resp, message, *args):
 def internal_request(req, target, path, query):
     """The request the server answers instead of the application: GET (or HEAD) of
     `path`, with the client's headers (Range, If-None-Match...) and no body."""
-    from fastgw._request import Request
-
-    new = Request()
-    new.method = "HEAD" if req.method == "HEAD" else "GET"
-    new.target = target
-    new.path = path
-    new.query = query
-    new.script_name = ""
-    new.version = req.version
-    new.headers = [(name, value) for name, value in req.headers
-                   if name.lower() not in BODY_HEADERS]
-    params = req.params
-    if params is not None:
-        params = {k: v for k, v in params.items() if k not in BODY_PARAMS}
-    new.params = params
-    new.errors = req.errors
-    new.body = io.BytesIO(b"")
-    new.peer = req.peer
-    new.sockname = req.sockname
-    new.scheme = req.scheme
-    new.content_length = -1
-    return new
+    return derived_request(req, "HEAD" if req.method == "HEAD" else "GET", target, path, query,
+                           io.BytesIO(b""))
 
 
 class ApplicationHeaders:

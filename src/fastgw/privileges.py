@@ -42,19 +42,6 @@ def switch_to(ids):
         os.setuid(uid)
 
 
-def preload_handlers():
-    """With a user switch (--user, a group's user): import the request handlers' modules
-    in the master, so a worker running as that user need not be able to read them.
-    Otherwise each worker imports only what its mounts use (a smaller RSS)."""
-    import fastgw.auth  # noqa: F401
-    import fastgw.cgi  # noqa: F401
-    import fastgw.groups  # noqa: F401
-    import fastgw.offload  # noqa: F401
-    import fastgw.static  # noqa: F401
-    import fastgw.upstream  # noqa: F401
-    import fastgw.wsgi  # noqa: F401
-
-
 def lookup_ids(user, group, user_where, group_where):
     """(uid or None, gid) of a user and/or group name."""
     import grp

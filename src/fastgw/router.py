@@ -7,7 +7,7 @@ its deepest candidate (never deeper than the deepest mount) up towards "/",
 one dict lookup per segment. Single-file mounts (/robots.txt) match exactly and
 are looked up first. The router moves the prefix from `req.path` to
 `req.script_name`, so the WSGI handler sees SCRIPT_NAME=/mysite and the rest in
-PATH_INFO, and it writes the access log line whichever handler answered.
+PATH_INFO. The handlers of each kind of mount are made by fastgw.mountkinds.
 
 An auth-only mount (a login rule at /secret inside the app at "/") is one more
 prefix in the table: its handler is an AuthGate around the handler of the mount
@@ -20,12 +20,9 @@ auth of their own: the deepest auth covering a path wins.
 Prefixes are compared in the form the HTTP layer delivers paths: percent-decoded
 bytes carried in a latin-1 str (a mount at /médias is stored as its UTF-8 bytes).
 """
-import logging
 from typing import NamedTuple, Optional
 
-from fastgw.config import Mount, covers
-
-log = logging.getLogger("fastgw.error")
+from fastgw.mount import Mount, covers
 
 NOT_FOUND_BODY = b"404 Not Found: nothing is mounted at this path\n"
 
@@ -33,7 +30,7 @@ NOT_FOUND_BODY = b"404 Not Found: nothing is mounted at this path\n"
 class Router:
     """Maps a request to a handler by URL prefix; itself a handler(req, resp)."""
 
-    def __init__(self, routes, access_log=None, served_by=None):
+    def __init__(self, routes, served_by=None):
         """`routes`: (prefix, handler, exact) triples; prefix in the wire form, "/" for the root.
         `served_by`: {prefix of an auth-only rule: the prefix to strip ("" for the root)}."""
         self.served_by = served_by or {}
@@ -49,12 +46,11 @@ class Router:
             else:
                 self.prefixes[prefix] = handler
                 self.depth = max(self.depth, prefix.count("/"))
-        self.access_log = access_log
 
     def handler(self):
-        """The cheapest callable that routes correctly: with one app at "/" and no access
-        log there is nothing to route, so it is the app's handler itself."""
-        if self.root is not None and not self.exact and not self.prefixes and self.access_log is None:
+        """The cheapest callable that routes correctly: with one app at "/" there is
+        nothing to route, so it is the app's handler itself."""
+        if self.root is not None and not self.exact and not self.prefixes:
             return self.root
         return self
 
@@ -92,57 +88,12 @@ class Router:
             # += : behind FastCGI the web server may already have put a SCRIPT_NAME there.
             req.script_name += prefix
             req.path = req.path[len(prefix):]
-        if handler is None:
-            handler = not_found
-        access_log = self.access_log
-        if access_log is None:
-            handler(req, resp)
-            return
-        try:
-            handler(req, resp)
-        finally:
-            self.log_access(req, resp)
-
-    def redispatch(self, req, resp):
-        """Route `req` again without an access log line: a CGI local redirect (the line is
-        written once, for the request the client sent)."""
-        prefix, handler = self.match(req.path)
-        if prefix:
-            req.script_name += prefix
-            req.path = req.path[len(prefix):]
         (handler or not_found)(req, resp)
 
-    def log_access(self, req, resp):
-        """Write the access log line of a finished request (a handler that completes a
-        response later, e.g. on another thread, calls this itself)."""
-        try:
-            self.access_log.log(req, resp.status_code, resp.bytes_sent)
-        except Exception:
-            log.exception("cannot write the access log")
-
-
-def body_policies(router, mounts):
-    """The HTTP layer's ProtocolLimits.body_policy: for a request path, whether its body is
-    gathered before the call (most mounts), streamed to the application as it arrives
-    (request_buffering = false) or not wanted (static files, or no mount: the answer
-    needs no body). None when every path gathers."""
-    from fastgw._limits import BodyPolicy
-    policies = {}
-    for m in mounts:
-        prefix = "" if m.path == "/" else m.wire_path
-        if m.static is not None:
-            policies[prefix] = BodyPolicy.BODY_UNWANTED
-        elif not m.request_buffering:
-            policies[prefix] = BodyPolicy.BODY_STREAM
-    if "" not in policies and not any(m.path == "/" for m in mounts):
-        policies[""] = BodyPolicy.BODY_UNWANTED
-    if not policies:
-        return None
-    gather = BodyPolicy.BODY_GATHER
-
-    def policy(path):
-        return policies.get(router.match(path)[0], gather)
-    return policy
+    def redispatch(self, req, resp):
+        """Route `req` again: a CGI local redirect or an X-Accel-Redirect (the access log
+        line is written once, for the request the client sent)."""
+        self(req, resp)
 
 
 def not_found(req, resp):
@@ -192,86 +143,7 @@ def deepest(mounts, path):
     return best
 
 
-def table_router(routes, make_handler, access_log=None):
+def table_router(routes, make_handler):
     """A Router over `routes`, the handler of each made by `make_handler(route)`."""
-    return Router([(r.prefix, make_handler(r), r.exact) for r in routes], access_log,
+    return Router([(r.prefix, make_handler(r), r.exact) for r in routes],
                   {r.prefix: r.strip for r in routes if r.prefix != r.mount.wire_path})
-
-
-def build_router(mounts, apps, multiprocess=False, access_log=None, multithread=False,
-                 server_timeout=0.0, group_sockets=None):
-    """The Router of a worker: `mounts` from the Config, `apps` maps app specs to the
-    loaded WSGI callables (each loaded once, even if mounted twice). `server_timeout`
-    (--timeout) sets the default timeout of cgi/fastcgi/scgi mounts. `group_sockets` maps
-    a process group's name to its socket, for mounts and auth hooks run in a group."""
-    from fastgw.static import StaticFiles
-    from fastgw.wsgi import WsgiHandler
-
-    handlers = {}
-    served = {}
-    gateways = []
-    for mount in mounts:
-        if mount.kind == "auth":
-            continue
-        if mount.kind in GATEWAYS:
-            handler = gateway_handler(mount, server_timeout)
-            gateways.append(handler)
-        elif mount.kind == "group":
-            from fastgw.upstream import GroupForwarder
-            handler = GroupForwarder(mount.group, group_sockets[mount.group],
-                                     mount.gateway_timeout(server_timeout))
-        elif mount.kind == "app":
-            # One handler per application and X-Sendfile roots (its Offload knows them).
-            key = (mount.app, mount.x_sendfile_roots)
-            handler = handlers.get(key)
-            if handler is None:
-                handler = handlers[key] = WsgiHandler(apps[mount.app], multiprocess=multiprocess,
-                                                      multithread=multithread)
-        else:
-            handler = StaticFiles.from_mount(mount)
-        served[mount.path] = handler
-
-    def make_handler(route, internal=False):
-        if route.mount.internal and not internal:
-            return not_found  # reached by X-Accel-Redirect only (fastgw.offload)
-        handler = served[route.mount.path]
-        guard = route.auth
-        if guard is None:
-            return handler
-        from fastgw.auth import AuthGate
-        group = guard.auth.group
-        return AuthGate(handler, guard.auth, guard.source or f"mount {guard.path!r}",
-                        group_socket=group_sockets[group] if group else None,
-                        prefix=guard.wire_path)
-
-    routes = route_table(mounts)
-    router = table_router(routes, make_handler, access_log)
-    for handler in gateways:
-        handler.router = router  # for local redirects and PATH_TRANSLATED
-    offloading = [m for m in mounts if m.kind == "app"]
-    if offloading:
-        from fastgw.offload import Offload
-
-        # The table X-Accel-Redirect is answered from: the internal mounts included.
-        internal = (table_router(routes, lambda route: make_handler(route, True))
-                    if any(m.internal for m in mounts) else router)
-        for mount in offloading:
-            handlers[(mount.app, mount.x_sendfile_roots)].offload = Offload(
-                internal, mount.x_sendfile_roots)
-    return router
-
-
-GATEWAYS = ("cgi", "fastcgi", "scgi")
-
-
-def gateway_handler(mount, server_timeout):
-    """The handler of a cgi, fastcgi or scgi mount (docs/gateway.md)."""
-    timeout = mount.gateway_timeout(server_timeout)
-    if mount.kind == "cgi":
-        from fastgw.cgi import CgiScripts
-
-        return CgiScripts.from_mount(mount, timeout)
-    from fastgw.upstream import FastCgiUpstream, ScgiUpstream
-
-    cls = FastCgiUpstream if mount.kind == "fastcgi" else ScgiUpstream
-    return cls.from_mount(mount, timeout)

@@ -24,6 +24,9 @@ import signal
 import socket
 import sys
 
+from fastgw.activation import pass_on_passed_sockets
+from fastgw.processes import STOP_SIGNALS, describe_status
+
 log = logging.getLogger("fastgw.error")
 
 LISTENERS_VARIABLE = "FASTGW_LISTENERS"
@@ -115,8 +118,6 @@ class Upgrader:
                 log.error("SIGUSR2: cannot rename the pid file %s to %s (%s); not upgrading",
                           master.pid_file, old_pid_file, e.strerror)
                 return
-        from fastgw.master import STOP_SIGNALS
-
         sys.stdout.flush()
         sys.stderr.flush()
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -150,8 +151,6 @@ class Upgrader:
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             for fd in listeners.values():
                 os.set_inheritable(fd, True)
-            from fastgw.activation import pass_on_passed_sockets
-
             pass_on_passed_sockets()
             env = dict(os.environ)
             env[LISTENERS_VARIABLE] = json.dumps(listeners)
@@ -170,8 +169,6 @@ class Upgrader:
     def ended(self, master, status):
         """The new master exited (undone with SIGQUIT, or it failed to start): this master
         goes on serving, with its pid file and the service manager back."""
-        from fastgw.master import describe_status
-
         pid, self.pid = self.pid, None
         if master.pid_file is not None and master.pid_file.endswith(OLD_SUFFIX):
             current = master.pid_file[:-len(OLD_SUFFIX)]

@@ -6,7 +6,7 @@ an application thread and owns one upstream socket for the request, non-blocking
 under poll(2): request bytes (FastCGI records, or the SCGI netstring) go out as
 the socket takes them and the client's body is read only when they are all out,
 so a slow upstream slows the client down and not the reverse; response bytes are
-handed to the shared ScriptResponse (cgi.py) as they arrive, and the responder
+handed to the shared ScriptResponse (cgiresponse.py) as they arrive, and the responder
 blocks while the client lags, so a slow client slows the upstream down.
 
 FastCGI connections are kept (FCGI_KEEP_CONN) in a per-mount pool when the
@@ -22,7 +22,9 @@ import struct
 import threading
 import time
 
-from fastgw.cgi import CHUNK, Gateway, GatewayError, GatewayTimeout, StderrLog, bad_path, ms_left
+from fastgw.cgiresponse import StderrLog
+from fastgw.errors import GatewayError, GatewayTimeout
+from fastgw.gateway import CHUNK, Gateway, bad_path, ms_left
 
 # FastCGI 1.0 record types and constants (the specification's names).
 FCGI_VERSION_1 = 1
@@ -96,7 +98,7 @@ def scgi_request(env, length):
 
 
 def parse_address(text):
-    """'unix:/run/php.sock' or 'tcp://host:port' (as config.parse_upstream writes them) ->
+    """'unix:/run/php.sock' or 'tcp://host:port' (as addresses.parse_upstream writes them) ->
     (family, address)."""
     if text.startswith("unix:"):
         return socket.AF_UNIX, text[5:]

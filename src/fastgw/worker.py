@@ -10,19 +10,21 @@ import time
 from fastgw._bodybuf import buffered as buffered_bodies
 from fastgw._fcgi import FcgiProtocol
 from fastgw._http import HttpProtocol
-from fastgw._limits import ProtocolLimits
+from fastgw._limits import BodyPolicy, ProtocolLimits
 from fastgw._loop import Loop
 from fastgw._scgi import CgiVarsProtocol
 from fastgw.accesslog import AccessLog
 from fastgw.accounting import Accounting, RequestIds
-from fastgw.config import GATEWAY_KINDS
+from fastgw.auth import AuthGate
 from fastgw.errorlog import reopen_error_log
 from fastgw.errors import AppLoadError
+from fastgw.groups import GroupService
 from fastgw.listeners import pending_connections
 from fastgw.loader import load_app
+from fastgw.mountkinds import KINDS, Build, build_router
 from fastgw.proxyheaders import TrustedProxies
-from fastgw.router import body_policies, build_router
 from fastgw.threadpool import ThreadPool
+from fastgw.wsgi import WsgiHandler
 
 log = logging.getLogger("fastgw.error")
 
@@ -52,13 +54,36 @@ def front_threads(config):
     """Application threads of a worker: --threads, and enough to wait on back ends (CGI
     scripts, upstreams, process groups), which never block the loop thread."""
     threads = config.threads
-    if any(mount.kind in GATEWAY_KINDS or mount.kind == "group" for mount in config.mounts):
+    if any(KINDS[mount.kind].threads for mount in config.mounts):
         threads = max(GATEWAY_MIN_THREADS, threads)
     if config.groups:
         # Room for every group thread to be busy at once, shared among the front workers.
         capacity = sum(g.processes * g.threads for g in config.groups)
         threads = max(threads, min(MAX_FORWARD_THREADS, -(-capacity // config.workers)))
     return threads
+
+
+def body_policies(router, mounts):
+    """The protocols' ProtocolLimits.body_policy: for a request path, whether its body is
+    gathered before the call (most mounts), streamed to the application as it arrives
+    (request_buffering = false) or not wanted (static files, or no mount: the answer
+    needs no body). None when every path gathers."""
+    policies = {}
+    for m in mounts:
+        prefix = "" if m.path == "/" else m.wire_path
+        if not KINDS[m.kind].wants_body:
+            policies[prefix] = BodyPolicy.BODY_UNWANTED
+        elif not m.request_buffering:
+            policies[prefix] = BodyPolicy.BODY_STREAM
+    if "" not in policies and not any(m.path == "/" for m in mounts):
+        policies[""] = BodyPolicy.BODY_UNWANTED
+    if not policies:
+        return None
+    gather = BodyPolicy.BODY_GATHER
+
+    def policy(path):
+        return policies.get(router.match(path)[0], gather)
+    return policy
 
 
 class Worker:
@@ -111,9 +136,9 @@ class Worker:
             if self.config.access_log else None)
         config = self.config
         threads = front_threads(config)
-        router = build_router(config.mounts, apps, multiprocess=config.workers > 1,
-                              multithread=threads > 1, server_timeout=config.timeout,
-                              group_sockets=self.group_sockets)
+        router = build_router(config.mounts, Build(
+            apps, multiprocess=config.workers > 1, multithread=threads > 1,
+            server_timeout=config.timeout, group_sockets=self.group_sockets))
         if self.metrics_slot is not None:
             page, slot = self.metrics_slot
             self.metrics = page.worker_view(slot, config.mounts, threaded=threads > 1)
@@ -122,8 +147,10 @@ class Worker:
             request_ids=RequestIds() if config.request_id else None, metrics=self.metrics,
             access_log=access_log)
         if config.serving_group is not None:
-            from fastgw.groups import GroupService
-            handler = GroupService(handler, self.group_auth)
+            environ_of = WsgiHandler(None).environ
+            gates = {prefix: AuthGate(None, auth, environ_of, f"auth of mount {prefix!r}")
+                     for prefix, auth in self.group_auth.items()}
+            handler = GroupService(handler, gates, environ_of)
         settings = ProtocolLimits(
             config, body_policy=body_policies(router, config.mounts),
             proxy_trusted=(TrustedProxies.from_config(config.proxy_allow_ips)
