@@ -15,6 +15,7 @@ def module(name, *c_files):
 extensions = [
     module("_stream"),
     module("_loop"),
+    module("_accept"),
     module("_request"),
     module("_lifecycle"),
     module("_bodybuf"),

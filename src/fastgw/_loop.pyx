@@ -7,7 +7,8 @@
 # connection remembers whether its socket may still hold unread bytes (`readable`,
 # cleared by a short read or EAGAIN) and whether it is waiting for output space
 # (`paused`). Its buffers are a Stream's (_stream.pyx); its protocol (_http, _fcgi,
-# _scgi through _lifecycle) parses in place and queues.
+# _scgi through _lifecycle) parses in place and queues; listeners (_accept.pyx) make
+# the connections.
 #
 # Output never waits on a client: what the socket does not take stays queued and
 # goes out on writability, from where it stopped. A response body that is produced
@@ -28,7 +29,6 @@ from fastgw._sys cimport *
 import collections
 import logging
 import os
-import socket
 
 from fastgw.errors import ClientDisconnected
 
@@ -37,10 +37,6 @@ log = logging.getLogger("fastgw.error")
 
 cdef enum:
     MAX_EVENTS = 256
-    READ_BUFFER_SIZE = 16384
-    ACCEPT_BATCH = 64
-    # Connections whose first request is answered during one accept batch, at most.
-    ACCEPT_SERVE_BATCH = 16
 
 # After a response that closes the connection, how long to read and discard what
 # the client still sends, so the kernel does not answer it with a reset: idle at
@@ -52,17 +48,6 @@ cdef double LINGER_TOTAL = 30.0
 # traffic: a connection just accepted, or a keep-alive one, may have a request on
 # the way, which is then answered (with Connection: close) instead of reset.
 cdef double STOP_IDLE_GRACE = 1.0
-
-
-cdef object peer_address(sockaddr_storage *addr):
-    cdef char text[64]
-    if addr.ss_family == AF_INET:
-        inet_ntop(AF_INET, &(<sockaddr_in *>addr).sin_addr, text, sizeof(text))
-        return (text.decode("ascii"), ntohs((<sockaddr_in *>addr).sin_port))
-    if addr.ss_family == AF_INET6:
-        inet_ntop(AF_INET6, &(<sockaddr_in6 *>addr).sin6_addr, text, sizeof(text))
-        return (text.decode("ascii"), ntohs((<sockaddr_in6 *>addr).sin6_port))
-    return None
 
 
 cdef class Protocol:
@@ -95,79 +80,6 @@ cdef class Protocol:
 
     cdef void connection_lost(self) except *:
         pass
-
-
-cdef class Listener(Handle):
-    cdef Loop loop
-    cdef object sock
-    cdef object sockname
-    cdef str scheme
-    cdef object protocol_factory
-    cdef bint tcp
-
-    cdef void on_event(self, uint32_t events) except *:
-        cdef sockaddr_storage addr
-        cdef socklen_t addrlen
-        cdef int cfd
-        cdef int inline = 0
-        cdef unsigned long long served
-        cdef Connection conn
-        cdef int i
-        for i in range(ACCEPT_BATCH):
-            if self.loop.stopping:
-                return
-            if len(self.loop.conns) >= self.loop.max_connections:
-                log.warning("%d connections open, the --max-connections of this worker; "
-                            "not accepting more until some close", len(self.loop.conns))
-                self.loop.pause_accepting(True)
-                return
-            addrlen = sizeof(addr)
-            cfd = fgw_accept(self.fd, <sockaddr *>&addr, &addrlen)
-            if cfd < 0:
-                if errno == EINTR or errno == ECONNABORTED:
-                    continue
-                if errno == EAGAIN:
-                    return
-                if errno == EMFILE or errno == ENFILE:
-                    log.error("cannot accept a connection: too many open files (raise `ulimit -n`)")
-                    return
-                PyErr_SetFromErrno(OSError)
-            conn = Connection.__new__(Connection)
-            conn.fd = cfd
-            conn.nodelay = not self.tcp
-            conn.loop = self.loop
-            conn.peer = peer_address(&addr)
-            conn.sockname = self.sockname
-            conn.scheme = self.scheme
-            conn.out = []
-            conn.io_timeout = self.loop.io_timeout
-            conn.spool_dir = self.loop.spool_dir
-            conn.last_active = monotonic()
-            conn.rbuf = <char *>malloc(READ_BUFFER_SIZE)
-            if conn.rbuf == NULL:
-                c_close(cfd)
-                raise MemoryError()
-            conn.rcap = READ_BUFFER_SIZE
-            conn.protocol = self.protocol_factory(conn)
-            conn.protocol.conn = conn
-            self.loop.conns[cfd] = conn
-            # Read before registering: under load the request is usually there already,
-            # and a connection answered and closed at once (Connection: close) then costs
-            # no epoll_ctl. Registering later loses nothing: an edge-triggered ADD reports
-            # data that arrived in between.
-            conn.readable = True
-            served = self.loop.requests
-            try:
-                conn.read_ready()
-            except Exception:
-                log.exception("internal error on a connection; closing it")
-                conn.close()
-            if not conn.closed:
-                self.loop.register(conn, False)
-            if self.loop.requests != served:
-                inline += 1
-                if inline >= ACCEPT_SERVE_BATCH:
-                    return  # the other connections' events first; the listener stays ready
 
 
 cdef class Connection(Stream):
@@ -450,16 +362,8 @@ cdef class Loop:
     def poller(self):
         return "poll" if self.use_poll else FGW_POLLER_NAME.decode()
 
-    def add_listener(self, sock, str scheme, protocol_factory):
-        """Serve `sock` (a listening socket shared with sibling workers) with a protocol."""
-        cdef Listener listener = Listener.__new__(Listener)
-        listener.fd = sock.fileno()
-        listener.loop = self
-        listener.sock = sock
-        listener.sockname = sock.getsockname()
-        listener.scheme = scheme
-        listener.protocol_factory = protocol_factory
-        listener.tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+    def add_listener(self, Handle listener):
+        """Serve a listening socket (an _accept.Listener made for this loop)."""
         self.listeners.append(listener)
         self.register(listener, True)
 
@@ -474,7 +378,7 @@ cdef class Loop:
         self.closing.append(conn)
 
     cdef void pause_accepting(self, bint pause) except *:
-        cdef Listener listener
+        cdef Handle listener
         if pause == self.accept_paused or self.stopping:
             return
         self.accept_paused = pause
@@ -488,7 +392,7 @@ cdef class Loop:
 
     def stop(self):
         """Stop accepting, let requests in flight finish, then make run() return."""
-        cdef Listener listener
+        cdef Handle listener
         if self.stopping:
             return
         self.stopping = True
@@ -547,7 +451,7 @@ cdef class Loop:
         cdef int n, found = 0
         cdef short want
         cdef Connection conn
-        cdef Listener listener
+        cdef Handle listener
         cdef pollfd *pfds
         if count > self.pcap:
             self.pfds = realloc(self.pfds, count * sizeof(pollfd))

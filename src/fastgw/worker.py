@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+from fastgw._accept import Listener
 from fastgw._bodybuf import buffered as buffered_bodies
 from fastgw._fcgi import FcgiProtocol
 from fastgw._http import HttpProtocol
@@ -166,8 +167,8 @@ class Worker:
             self.watched = self.module_files()
         for sock, bind in self.sockets:
             make = PROTOCOLS[bind.scheme]
-            loop.add_listener(sock, bind.scheme,
-                              lambda conn, make=make: make(handler, settings))
+            loop.add_listener(Listener(loop, sock, bind.scheme,
+                                       lambda conn, make=make: make(handler, settings)))
         if self.ready_fd is not None:
             os.write(self.ready_fd, b"1")
             os.close(self.ready_fd)
