@@ -67,7 +67,8 @@ cdef class Listener(Handle):
         cdef Connection conn
         cdef int i
         for i in range(ACCEPT_BATCH):
-            if self.loop.stopping:
+            # a worker told to stop (stop_soon: its successors are ready) takes no more
+            if self.loop.stopping or self.loop.stop_soon:
                 return
             if len(self.loop.conns) >= self.loop.max_connections:
                 log.warning("%d connections open, the --max-connections of this worker; "
