@@ -714,7 +714,8 @@ def test_bad_connection_does_not_disturb_another(fcgi):
 
 def test_environ_from_nginx_params(fcgi):
     params = fc.cgi_params("GET", "/environ-raw?x=1&y=%20", headers=[("User-Agent", "fcgi-test"),
-                                                                       ("Cookie", "a=b")])
+                                                                       ("Cookie", "a=b"),
+                                                                       ("Proxy", "http://evil:1")])
     env = environ_of(fcgi, params)
     assert env["REQUEST_METHOD"] == "GET"
     assert env["SCRIPT_NAME"] == ""
@@ -729,6 +730,7 @@ def test_environ_from_nginx_params(fcgi):
     assert env["HTTP_USER_AGENT"] == "fcgi-test"
     assert env["HTTP_COOKIE"] == "a=b"
     assert env["HTTP_HOST"] == "fcgi.example:8080"
+    assert "HTTP_PROXY" not in env  # httpoxy: nginx passes a Proxy header on
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.version"] == [1, 0]
     # nginx sends empty CONTENT_LENGTH/CONTENT_TYPE for a GET; PEP 3333 allows absent or

@@ -167,6 +167,15 @@ def test_http_headers(server):
     assert env["HTTP_HOST"] == "127.0.0.1"
 
 
+def test_proxy_header_never_becomes_http_proxy(server):
+    """httpoxy (CVE-2016-5385): an application that copies HTTP_PROXY into its process
+    environment would send its own requests through the client's proxy."""
+    env = _environ(server.port, headers=[("Proxy", "http://evil.example:3128"),
+                                         ("X-Kept", "yes")])["environ"]
+    assert "HTTP_PROXY" not in env
+    assert env["HTTP_X_KEPT"] == "yes"
+
+
 def test_environ_is_fresh_per_request(server):
     with RawConnection(server.port) as conn:
         first = _environ(server.port, headers=[("X-Only-First", "1"),

@@ -131,9 +131,12 @@ cdef Py_ssize_t CACHE_LIMIT = 1024
 
 
 cdef object environ_key(str name):
-    """'User-Agent' -> 'HTTP_USER_AGENT'; None for names with '_' (spoofable, as in nginx)."""
+    """'User-Agent' -> 'HTTP_USER_AGENT'; None for names with '_' (spoofable, as in nginx)
+    and for Proxy (httpoxy, CVE-2016-5385: an HTTP_PROXY an application copies into its
+    process environment would send its outgoing requests through the client's proxy),
+    as CGI meta-variables drop them too."""
     cdef object key
-    if "_" in name:
+    if "_" in name or name.lower() == "proxy":
         key = None
     else:
         key = name.upper().replace("-", "_")
@@ -184,6 +187,8 @@ def cgi_environ(Request req, dict template):
     web server's variables, then the request as the router split it."""
     cdef dict env = template.copy()
     env.update(req.params)
+    # httpoxy: a web server passes a client's Proxy header on as HTTP_PROXY
+    env.pop("HTTP_PROXY", None)
     put_request(env, req)
     if req.errors is not None:
         env["wsgi.errors"] = req.errors
