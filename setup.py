@@ -16,6 +16,7 @@ extensions = [
     module("_stream"),
     module("_loop"),
     module("_accept"),
+    module("_tls"),
     module("_request"),
     module("_lifecycle"),
     module("_bodybuf"),

@@ -272,7 +272,7 @@ def run_import(tmp_path, text, *args):
 
 
 @pytest.mark.parametrize("text, line, message", [
-    ('bind = "0.0.0.0:443"\ncertfile = "/etc/ssl/site.pem"\n', 2, "does not serve HTTPS"),
+    ('bind = "0.0.0.0:443"\ncertfile = "/etc/ssl/site.pem"\n', 2, "fastgw serves HTTPS with"),
     ('worker_class = "uvicorn.workers.UvicornWorker"\n', 1, "an ASGI worker"),
     ('worker_class = "mypackage.CustomWorker"\n', 1, "cannot stand in for"),
     ('workers = "many"\n', 1, "must be a number"),

@@ -80,6 +80,9 @@ cdef class HttpProtocol(RequestProtocol):
         if self.waiting_body or self.gathering is not None:
             return self.conn.last_active + self.conn.loop.io_timeout
         if self.conn.rend == self.conn.rstart:
+            if self.conn.tls is not None and not self.conn.tls.established:
+                # a TLS handshake counts as the head: a slow one is dropped like a slow head
+                return self.conn.last_active + self.settings.header_timeout
             return self.conn.last_active + self.settings.keepalive_timeout
         return self.head_started + self.settings.header_timeout
 
@@ -241,6 +244,8 @@ cdef class HttpProtocol(RequestProtocol):
         req.peer = conn.peer
         req.sockname = conn.sockname
         req.scheme = conn.scheme
+        if conn.tls is not None:
+            req.tls_vars = conn.tls.environ()
         self.body = new_body(conn, req, self.head.chunked, self.settings)
         req.body = self.body
         self.req = req

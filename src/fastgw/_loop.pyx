@@ -184,6 +184,8 @@ cdef class Connection(Stream):
         self.finish_close()
 
     cdef void finish_close(self):
+        if self.tls is not None:
+            self.tls.close_notify(self)  # the client can tell the end from a truncation
         if self.eof or (not self.linger and self.rstart == self.rend and not self.readable):
             self.close()
             return

@@ -27,4 +27,6 @@ cdef class Request:
     cdef public object peer
     cdef public object sockname
     cdef public str scheme
+    # mod_ssl's variables (HTTPS, SSL_*) of a request that came over TLS, else None
+    cdef public dict tls_vars
     cdef public Py_ssize_t content_length

@@ -229,6 +229,8 @@ def http_environ(Request req, dict template):
         env["SERVER_NAME"], env["SERVER_PORT"] = req.sockname[0], str(req.sockname[1])
     else:
         env["SERVER_NAME"], env["SERVER_PORT"] = "localhost", DEFAULT_PORTS.get(req.scheme, "80")
+    if req.tls_vars is not None:
+        env.update(req.tls_vars)
     return env
 
 

@@ -26,6 +26,19 @@ cdef class FileRange:
     cdef OwnedFd holder
 
 
+cdef class TlsLayer:
+    # What a TLS connection puts between its socket and its Stream's buffers (_tls.pyx):
+    # recv() and flush() do what Stream.recv_some() and Stream.flush() do, in records.
+    # the handshake is done (until then the connection's deadline is the head's)
+    cdef readonly bint established
+    cdef Py_ssize_t recv(self, Stream s) except -2
+    cdef int flush(self, Stream s, int flags) except -1
+    # the response is all out and the connection closes: send the close_notify alert
+    cdef void close_notify(self, Stream s)
+    # mod_ssl's variables (HTTPS, SSL_PROTOCOL...) for the requests it carries
+    cdef dict environ(self)
+
+
 cdef class Stream(Handle):
     # the read buffer: bytes rstart..rend of rbuf (rcap bytes) are unparsed
     cdef char *rbuf
@@ -55,6 +68,8 @@ cdef class Stream(Handle):
     cdef double last_active
     # how long a blocking read (fill_blocking) waits for the client
     cdef double io_timeout
+    # TLS between the socket and the buffers (None: plain bytes, the fast path)
+    cdef readonly TlsLayer tls
 
     cdef bint more_coming(self)
     cdef Py_ssize_t recv_some(self) except -2

@@ -9,6 +9,8 @@
 # parked (CGI, upstreams, write()) spill to an unlinked file past SPILL_THRESHOLD, so
 # memory stays bounded; a client more than SPOOL_MAX behind counts as gone. Small
 # descriptor owners (OwnedFd) close files when the last range that needs them is sent.
+# A TLS connection's reads and writes go through its TlsLayer (_tls.pyx) instead: the
+# buffers and the queue stay the same, only the bytes on the wire are records.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from libc.errno cimport errno, EAGAIN, EINTR
@@ -73,8 +75,26 @@ cdef class FileRange:
     pass
 
 
+cdef class TlsLayer:
+    cdef Py_ssize_t recv(self, Stream s) except -2:
+        return 0
+
+    cdef int flush(self, Stream s, int flags) except -1:
+        return 1
+
+    cdef void close_notify(self, Stream s):
+        pass
+
+    cdef dict environ(self):
+        return None
+
+
 cdef class Stream(Handle):
     """A socket's read buffer and output queue (Connection adds the loop and protocol)."""
+
+    def use_tls(self, TlsLayer layer):
+        """Read and write through `layer` from now on (before the first byte is read)."""
+        self.tls = layer
 
     def __dealloc__(self):
         if self.rbuf != NULL:
@@ -103,6 +123,8 @@ cdef class Stream(Handle):
             self.rbuf = grown
             self.rcap *= 2
         space = self.rcap - self.rend
+        if self.tls is not None:
+            return self.tls.recv(self)
         while True:
             n = recv(self.fd, self.rbuf + self.rend, space, 0)
             if n >= 0:
@@ -272,6 +294,8 @@ cdef class Stream(Handle):
         cdef list out = self.out
         cdef Py_ssize_t total = len(out)
         cdef object item
+        if self.tls is not None:
+            return self.tls.flush(self, flags)
         if not self.nodelay and self.more_coming():
             # Part of a response goes out and more follows (a stream, sendfile after the
             # head): Nagle's algorithm would hold a small tail back for the client's ACK.

@@ -28,6 +28,7 @@ cdef extern from "<sys/socket.h>" nogil:
         int l_linger
     ssize_t recv(int fd, void *buf, size_t n, int flags)
     ssize_t sendmsg(int fd, const msghdr *msg, int flags)
+    ssize_t send(int fd, const void *buf, size_t n, int flags)
     int shutdown(int fd, int how)
     int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
     enum:

@@ -38,14 +38,14 @@ class Bind:
 _IPV6_BIND = re.compile(r"\[([0-9A-Fa-f:.%\w]+)\]:(\d+)")
 
 
-SCHEMES = ("http", "fastcgi", "scgi", "uwsgi")
+SCHEMES = ("http", "https", "fastcgi", "scgi", "uwsgi")
 
 
 def parse_bind(text, where="--bind"):
     """`[SCHEME://]HOST:PORT`, `[IPv6]:PORT` or `unix:/path` -> Bind; `where` names the flag.
 
-    SCHEME is the protocol spoken on the listener: http (the default), fastcgi, scgi
-    or uwsgi (e.g. `fastcgi://127.0.0.1:9000`, `scgi://unix:/run/app.sock`).
+    SCHEME is the protocol spoken on the listener: http (the default), https, fastcgi,
+    scgi or uwsgi (e.g. `fastcgi://127.0.0.1:9000`, `scgi://unix:/run/app.sock`).
     """
     how = ("expected [SCHEME://]HOST:PORT, [IPv6]:PORT or [SCHEME://]unix:/path with SCHEME "
            f"one of {', '.join(SCHEMES)} (e.g. 127.0.0.1:8000, fastcgi://unix:/run/app.sock)")

@@ -293,6 +293,22 @@ def add_serve_arguments(serve):
                      help="trust X-Forwarded-For/-Proto/-Host and Forwarded from these peers: "
                           "comma-separated addresses or networks, * for all, unix for "
                           "UNIX-socket peers; repeatable")
+    tls = serve.add_argument_group("HTTPS (--bind https://HOST:PORT)")
+    tls.add_argument("--certfile", metavar="FILE",
+                     help="PEM certificate chain of the HTTPS listeners (the key too, "
+                          "without --keyfile)")
+    tls.add_argument("--keyfile", metavar="FILE", help="PEM private key of --certfile")
+    tls.add_argument("--ssl-ciphers", metavar="LIST",
+                     help="OpenSSL cipher list for TLS 1.2 (default: Mozilla intermediate)")
+    tls.add_argument("--ssl-min-version", choices=("1.2", "1.3"), default="1.2",
+                     help="oldest TLS version accepted (default %(default)s)")
+    tls.add_argument("--sni-cert", action="append", default=[], metavar="NAME=CERT[,KEY]",
+                     help="serve this certificate (and key) to clients asking for server "
+                          "name NAME (`*.example.org` for a wildcard); repeatable")
+    tls.add_argument("--ca-certs", metavar="FILE",
+                     help="PEM CA certificates that sign client certificates")
+    tls.add_argument("--cert-reqs", choices=("none", "optional", "required"), default="none",
+                     help="ask clients for a certificate signed by --ca-certs (default none)")
     limits = serve.add_argument_group("request limits (bytes unless noted)")
     for flag, kind, text in LIMIT_FLAGS:
         limits.add_argument(flag, type=kind, default=default(flag[2:].replace("-", "_")),
@@ -404,6 +420,13 @@ def config_from_args(args, file_config=None):
         group=args.group,
         reload=args.reload,
         proxy_protocol=args.proxy_protocol,
+        certfile=args.certfile and os.path.abspath(args.certfile),
+        keyfile=args.keyfile and os.path.abspath(args.keyfile),
+        ssl_ciphers=args.ssl_ciphers,
+        ssl_min_version=args.ssl_min_version,
+        ca_certs=args.ca_certs and os.path.abspath(args.ca_certs),
+        sni_cert=tuple(args.sni_cert),
+        cert_reqs=args.cert_reqs,
         access_log_format=args.access_log_format,
         error_log=args.error_log,
         request_id=args.request_id,

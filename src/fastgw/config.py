@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Tuple
 
 from fastgw.accesslog import check_format
 from fastgw.addresses import Bind, parse_bind
-from fastgw.errors import ConfigError
+from fastgw.errors import ConfigError, TlsConfigError
 from fastgw.groupconfig import Group
 from fastgw.mount import Mount, covers
 from fastgw.proxyheaders import parse_networks
@@ -55,6 +55,15 @@ class Config:
     group: Optional[str] = None
     reload: bool = False
     proxy_protocol: bool = False
+    # HTTPS listeners (fastgw.tlscontext builds the SSLContext from these).
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
+    ssl_ciphers: Optional[str] = None
+    ssl_min_version: str = "1.2"
+    ca_certs: Optional[str] = None
+    cert_reqs: str = "none"
+    # SNI: "NAME=CERTFILE[,KEYFILE]" each (fastgw.tlscontext.parse_sni_cert)
+    sni_cert: Tuple[str, ...] = ()
     # Operations (docs/operations.md).
     access_log_format: str = "combined"
     error_log: Optional[str] = None
@@ -83,7 +92,7 @@ class Config:
             for name, where in self.sources.items():
                 flag = "--" + name.replace("_", "-")
                 if text.startswith(flag + " "):
-                    raise ConfigError(f"{where} = {text[len(flag) + 1:]}") from None
+                    raise type(e)(f"{where} = {text[len(flag) + 1:]}") from None
             raise
 
     def validate(self):
@@ -147,6 +156,21 @@ class Config:
                                   f"unix:/path (it speaks HTTP), e.g. 127.0.0.1:9100")
         parse_networks(self.forwarded_allow_ips)
         parse_networks(self.proxy_allow_ips, "--proxy-allow-ips")
+        self.validate_tls()
+
+    def validate_tls(self):
+        if self.ssl_min_version not in ("1.2", "1.3"):
+            raise TlsConfigError(f"--ssl-min-version {self.ssl_min_version!r}: choose 1.2 or 1.3")
+        if self.cert_reqs not in ("none", "optional", "required"):
+            raise TlsConfigError(f"--cert-reqs {self.cert_reqs!r}: choose none, optional or "
+                                 f"required")
+        https = [b.describe() for b in self.binds if b.scheme == "https"]
+        if https and not self.certfile:
+            raise TlsConfigError(f"--bind {https[0]}: an HTTPS listener needs --certfile (and "
+                                 f"--keyfile unless the key is in the same PEM file)")
+        if self.cert_reqs != "none" and not self.ca_certs:
+            raise TlsConfigError(f"--cert-reqs {self.cert_reqs}: give --ca-certs, the CAs that "
+                                 f"sign the client certificates")
 
     @property
     def metrics_bind(self):

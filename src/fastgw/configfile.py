@@ -24,7 +24,7 @@ from fastgw.paths import fs_str
 
 # [server] keys holding file system paths, resolved against the file's directory.
 PATH_KEYS = frozenset({"chdir", "pythonpath", "access_log", "error_log", "body_buffer_dir",
-                       "x_sendfile_root"})
+                       "x_sendfile_root", "certfile", "keyfile", "ca_certs"})
 MOUNT_KEYS = ("path", "app", "static", "index", "cache_control", "dotfiles",
               "follow_symlinks", "precompressed", "cgi", "fastcgi", "scgi", "params",
               "split_path_info", "timeout", "auth", "manifest", "group", "internal",

@@ -11,6 +11,13 @@ class ConfigError(FastgwError):
     """A bad command-line flag or configuration value."""
 
 
+class TlsConfigError(ConfigError):
+    """An HTTPS setting that cannot work: a missing or unreadable certificate or key, a
+    key that is not the certificate's, no usable cipher (a usage error: exit 2)."""
+
+    exit_code = 2
+
+
 class ApacheConfigError(FastgwError):
     """An Apache configuration `fastgw import-apache` cannot read or translate safely."""
 

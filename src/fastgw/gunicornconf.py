@@ -100,8 +100,10 @@ RULES = RuleBook([
     Rule(("daemon",), NOTE, "fastgw stays in the foreground: run it under systemd "
          "(docs/operations.md)"),
     Rule(("certfile", "keyfile", "ca_certs", "cert_reqs", "ssl_version", "ciphers",
-          "do_handshake_on_connect", "suppress_ragged_eofs"), REFUSE, "fastgw does not serve "
-         "HTTPS yet; terminate TLS in nginx in front and remove the setting"),
+          "do_handshake_on_connect", "suppress_ragged_eofs"), REFUSE, "not translated yet: "
+         "fastgw serves HTTPS with `bind = [\"https://HOST:PORT\"]` and `[server] certfile`, "
+         "`keyfile`, `ca_certs`, `cert_reqs`, `ssl_ciphers` (README \"HTTPS\"); set those "
+         "and remove the setting"),
     Rule(("umask",), NOTE, "not translated: `unix_socket_mode` sets the UNIX sockets' "
          "permissions"),
     Rule(("secure_scheme_headers", "forwarder_headers", "header_map"), NOTE, "not "

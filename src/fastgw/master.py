@@ -32,6 +32,7 @@ from fastgw.errorlog import reopen_error_log
 from fastgw.errors import ConfigError, FastgwError
 from fastgw.groupconfig import enter_group
 from fastgw.groupsockets import GroupSockets
+from fastgw.tlscontext import server_context
 from fastgw.heartbeats import SLOTS as HEARTBEAT_SLOTS, Heartbeats
 from fastgw.listeners import describe_listener, listen
 from fastgw.metrics import MetricsPage, MetricsServer, describe, open_listener
@@ -56,6 +57,8 @@ class Master(WorkerTable):
         self.upgrader = upgrader or Upgrader()
         self.inherited = None
         self.sockets = []
+        # The HTTPS listeners' SSLContext (fastgw.tlscontext), rebuilt by a reload.
+        self.tls_context = None
         self.signals = []
         self.deferred = []
         self.worker_ids = None
@@ -86,6 +89,7 @@ class Master(WorkerTable):
         config = self.config
         # Before any fork: the workers must not inherit NOTIFY_SOCKET.
         self.notifier = ServiceNotifier.from_environ()
+        self.tls_context = server_context(config)  # a bad certificate stops here (exit 2)
         inherited = self.inherited = Inherited()
         for bind in config.binds:
             sock = inherited.take(bind.describe()) or listen(
@@ -272,7 +276,8 @@ class Master(WorkerTable):
                 sock.close()
             return Worker(self.config, self.sockets, master_pid, ready_w, heartbeat=heartbeat,
                           metrics=(self.metrics, slot) if self.metrics is not None else None,
-                          group_sockets=self.group_sockets.paths())
+                          group_sockets=self.group_sockets.paths(),
+                          tls_context=self.tls_context)
         for sock, _ in self.sockets:
             sock.close()
         mine = self.group_sockets[pool]
@@ -480,7 +485,13 @@ class Master(WorkerTable):
                 log.warning("reload: listeners cannot change without a restart; keeping %s",
                             ", ".join(b.describe() for b in self.config.binds))
                 config = dataclasses.replace(config, binds=self.config.binds)
+        try:
+            tls_context = server_context(config)  # renewed certificates are read here
+        except FastgwError as e:
+            log.error("reload failed: %s; the running workers keep serving", e)
+            return
         old_config, old = self.config, list(self.workers.values())
+        old_tls_context, self.tls_context = self.tls_context, tls_context
         try:
             self.group_sockets.open(config.groups, config.backlog)
         except OSError as e:
@@ -500,7 +511,7 @@ class Master(WorkerTable):
         for info in list(self.workers.values()):
             self.retire(info)
             self.kill_worker(info, signal.SIGKILL)
-        self.config = old_config
+        self.config, self.tls_context = old_config, old_tls_context
         self.workers.update({info.pid: info for info in old})
         self.group_sockets.close_unused(self.config.groups)
         if not self.stopping:

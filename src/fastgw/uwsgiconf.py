@@ -125,8 +125,9 @@ RULES = RuleBook([
          "`threads`"),
     Rule(("add-header",), REFUSE, "fastgw does not add response headers; set them in the "
          "application (Django's SecurityMiddleware) and remove the line"),
-    Rule(("https", "https-socket", "ssl-socket", "https2"), REFUSE, "fastgw does not serve "
-         "HTTPS yet; terminate TLS in nginx in front of an `http` or `socket` listener"),
+    Rule(("https", "https-socket", "ssl-socket", "https2"), REFUSE, "not translated yet: "
+         "fastgw serves HTTPS with `bind = [\"https://HOST:PORT\"]` and `[server] certfile`, "
+         "`keyfile` (README \"HTTPS\"); set those and remove the option"),
     Rule(("emperor*", "vassal*"), REFUSE, "the Emperor is not translated: import each "
          "vassal's ini"),
     Rule(("spooler*", "mule*", "cron*", "unique-cron", "attach-daemon*", "smart-attach-daemon*",

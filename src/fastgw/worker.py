@@ -14,6 +14,7 @@ from fastgw._http import HttpProtocol
 from fastgw._limits import BodyPolicy, ProtocolLimits
 from fastgw._loop import Loop
 from fastgw._scgi import CgiVarsProtocol
+from fastgw._tls import TlsSession
 from fastgw.accesslog import AccessLog
 from fastgw.accounting import Accounting, RequestIds
 from fastgw.auth import AuthGate
@@ -44,11 +45,20 @@ MIB = 1024 * 1024
 
 
 PROTOCOLS = {
-    "http": lambda handler, settings: HttpProtocol(handler, settings),
-    "fastcgi": lambda handler, settings: FcgiProtocol(handler, settings),
-    "scgi": lambda handler, settings: CgiVarsProtocol(handler, settings, False),
-    "uwsgi": lambda handler, settings: CgiVarsProtocol(handler, settings, True),
+    "http": lambda handler, settings, conn: HttpProtocol(handler, settings),
+    "https": lambda handler, settings, conn: HttpProtocol(handler, settings),
+    "fastcgi": lambda handler, settings, conn: FcgiProtocol(handler, settings),
+    "scgi": lambda handler, settings, conn: CgiVarsProtocol(handler, settings, False),
+    "uwsgi": lambda handler, settings, conn: CgiVarsProtocol(handler, settings, True),
 }
+
+
+def tls_protocol(make, context):
+    """A protocol factory whose connections read and write through TLS first."""
+    def protocol(handler, settings, conn):
+        conn.use_tls(TlsSession(context, conn.peer))
+        return make(handler, settings, conn)
+    return protocol
 
 
 def front_threads(config):
@@ -89,8 +99,9 @@ def body_policies(router, mounts):
 
 class Worker:
     def __init__(self, config, sockets, master_pid, ready_fd=None, heartbeat=None, metrics=None,
-                 group_sockets=None, group_auth=None):
+                 group_sockets=None, group_auth=None, tls_context=None):
         self.config = config
+        self.tls_context = tls_context  # the master's, shared: sessions resume on any worker
         # In a process group's worker: {mount prefix: AuthConfig} of the hooks it runs.
         self.group_auth = group_auth or {}
         # Process group name -> its UNIX socket path (mounts and auth hooks forwarded there).
@@ -167,8 +178,10 @@ class Worker:
             self.watched = self.module_files()
         for sock, bind in self.sockets:
             make = PROTOCOLS[bind.scheme]
+            if bind.scheme == "https":
+                make = tls_protocol(make, self.tls_context)
             loop.add_listener(Listener(loop, sock, bind.scheme,
-                                       lambda conn, make=make: make(handler, settings)))
+                                       lambda conn, make=make: make(handler, settings, conn)))
         if self.ready_fd is not None:
             os.write(self.ready_fd, b"1")
             os.close(self.ready_fd)
